@@ -1,0 +1,68 @@
+# Drover. `make test` installs everything the tests need (Debian packages, a Consul agent
+# built from the Go module proxy, test golden images) and runs every test; `make demo`
+# runs Drover against local real components. Every step is idempotent.
+
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin
+CACHE      ?= $(CURDIR)/.cache
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -X main.version=$(VERSION)
+TEST_FLAGS ?= -count=1 -timeout 45m
+export DROVER_TESTENV_CACHE := $(CACHE)
+
+# Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
+# bindings, busybox-static and cpio for the test guests.
+APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
+	libvirt-clients libvirt-dev pkg-config busybox-static gcc git ca-certificates
+
+.PHONY: all build deps testenv test test-short bench demo demo-clean vet fmt clean
+
+all: build
+
+build: $(BIN)/drover
+
+$(BIN)/drover: FORCE
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ ./cmd/drover
+
+$(BIN)/drover-testenv: FORCE
+	$(GO) build -o $@ ./testenv/cmd/drover-testenv
+
+FORCE:
+
+## deps: install the Debian packages (skips apt entirely when all are present)
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+## testenv: build the Consul agent and the test images, start libvirtd
+testenv: deps $(BIN)/drover-testenv
+	$(BIN)/drover-testenv consul -build-only
+	$(BIN)/drover-testenv images
+	$(BIN)/drover-testenv libvirtd
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+## test: install what the tests need, then run every test against the real components
+test: testenv vet
+	$(GO) test $(TEST_FLAGS) ./...
+
+## bench: the performance figures (see README)
+bench: testenv
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+## demo: Consul, libvirtd and a demo fleet repository, then `drover run` against them
+demo: testenv build
+	$(BIN)/drover-testenv demo -drover $(BIN)/drover -dir $(CACHE)/demo
+
+## demo-clean: destroy the demo's VMs and state
+demo-clean: $(BIN)/drover-testenv
+	$(BIN)/drover-testenv demo -clean -dir $(CACHE)/demo
+
+clean:
+	rm -rf $(BIN)

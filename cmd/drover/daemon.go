@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/hypervisor/libvirt"
+	"github.com/drover-dev/drover/reconciler"
+	"github.com/drover-dev/drover/sources"
+)
+
+// daemon is the wired-up Drover: a source, a reconciler over a driver and Consul.
+type daemon struct {
+	opts       options
+	log        *slog.Logger
+	source     *sources.Git
+	reconciler *reconciler.Reconciler
+	closers    []func() error
+}
+
+func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
+	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", o.stateDir, err)
+	}
+	d := &daemon{opts: o, log: log}
+	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git")}, log)
+	if err != nil {
+		return nil, err
+	}
+	d.source = git
+	images, err := sources.NewImageCache(filepath.Join(o.stateDir, "images"), &http.Client{Timeout: 30 * time.Minute}, log)
+	if err != nil {
+		return nil, err
+	}
+	registry, err := discovery.New(discovery.Config{Address: o.consul}, log)
+	if err != nil {
+		return nil, err
+	}
+	hv, err := libvirt.New(ctx, libvirt.Config{URI: o.libvirtURI, StateDir: o.stateDir}, log)
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, hv.Close)
+	d.reconciler, err = reconciler.New(reconciler.Config{Hypervisor: hv, Registry: registry, Images: images, Log: log})
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *daemon) close() {
+	for _, c := range d.closers {
+		if err := c(); err != nil {
+			d.log.Warn("close", "err", err)
+		}
+	}
+}
+
+func (d *daemon) plan(ctx context.Context, out io.Writer) error {
+	rev, err := d.source.Read(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := d.reconciler.Plan(ctx, rev)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(out, p.String())
+	return err
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	runner := &reconciler.Runner{
+		Source:     d.source,
+		Reconciler: d.reconciler,
+		Interval:   d.opts.interval,
+		Once:       d.opts.once,
+		Log:        d.log,
+		MaxBackoff: max(d.opts.interval, 5*time.Minute),
+	}
+	if d.opts.listen != "" {
+		ln, err := net.Listen("tcp", d.opts.listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", d.opts.listen, err)
+		}
+		srv := &http.Server{Handler: statusHandler(runner), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("status server", "err", err)
+			}
+		}()
+		defer srv.Close()
+		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
+	}
+	d.log.Info("drover running", "version", version, "repo", d.opts.repo, "branch", d.opts.branch, "driver", d.opts.driver, "once", d.opts.once)
+	return runner.Run(ctx)
+}
+
+func statusHandler(r *reconciler.Runner) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(r.Status())
+	})
+	return mux
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	l, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

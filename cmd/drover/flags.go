@@ -1,0 +1,91 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// options are every flag of run and plan; each also reads DROVER_<FLAG> from the environment.
+type options struct {
+	repo       string
+	branch     string
+	path       string
+	interval   time.Duration
+	driver     string
+	libvirtURI string
+	stateDir   string
+	consul     string
+	listen     string
+	once       bool
+	logFormat  string
+	logLevel   string
+}
+
+func (o *options) register(fs *flag.FlagSet, withRun bool) {
+	fs.StringVar(&o.repo, "repo", "", "git repository holding the fleet: a URL or a local path (required)")
+	fs.StringVar(&o.branch, "branch", "main", "branch to track")
+	fs.StringVar(&o.path, "path", "fleet.yaml", "fleet file, or directory of *.yaml files, inside the repository")
+	fs.StringVar(&o.driver, "driver", "libvirt", "hypervisor driver: libvirt")
+	fs.StringVar(&o.libvirtURI, "libvirt-uri", "qemu:///system", "libvirt connection URI (with --driver libvirt)")
+	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/drover", "directory for the git clone, the image cache and VM overlays")
+	fs.StringVar(&o.consul, "consul", "127.0.0.1:8500", "Consul agent HTTP address (the token comes from CONSUL_HTTP_TOKEN)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if withRun {
+		fs.DurationVar(&o.interval, "interval", 30*time.Second, "how often to fetch the repository and run a pass")
+		fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address for /healthz and /status (empty disables)")
+		fs.BoolVar(&o.once, "once", false, "run passes until the fleet matches the commit (exit 0) or the revision fails (exit 1)")
+	}
+}
+
+// envDefaults sets each flag not given on the command line from DROVER_<FLAG>, so flags
+// win over the environment and the environment over defaults.
+func envDefaults(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		key := "DROVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Sprintf("%s=%q: %v", key, v, err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return fmt.Errorf("bad environment: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (o *options) validate(withRun bool) error {
+	var problems []string
+	if o.repo == "" {
+		problems = append(problems, "--repo is required (or DROVER_REPO)")
+	}
+	if o.driver != "libvirt" {
+		problems = append(problems, fmt.Sprintf("--driver %q: want libvirt", o.driver))
+	}
+	if o.stateDir == "" {
+		problems = append(problems, "--state-dir must not be empty")
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		problems = append(problems, fmt.Sprintf("--log-format %q: want text or json", o.logFormat))
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if withRun && o.interval <= 0 {
+		problems = append(problems, fmt.Sprintf("--interval %s: must be positive", o.interval))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "\n"))
+	}
+	return nil
+}

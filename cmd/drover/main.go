@@ -1,0 +1,144 @@
+// Command drover is the GitOps reconciler for bare VMs: `drover run` tracks a git
+// repository and keeps the VMs it describes running; `plan` shows what a pass would do;
+// `validate` checks a fleet file; `version` prints the build.
+//
+// This package only turns flags into constructors and calls Run(ctx).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/drover-dev/drover/sources"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `drover — GitOps for bare VMs
+
+Usage:
+  drover run      --repo URL|PATH [flags]   track the repository and reconcile the fleet
+  drover plan     --repo URL|PATH [flags]   print what a pass would do; change nothing
+  drover validate [FILE|DIR]                check a fleet file (default fleet.yaml)
+  drover version                            print the version
+
+Run 'drover run -h' or 'drover plan -h' for their flags. Every flag can also be set
+with DROVER_<FLAG> in the environment (DROVER_REPO, DROVER_LIBVIRT_URI, …).
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run", "plan":
+		return runDaemon(ctx, cmd, rest, stdout, stderr)
+	case "validate":
+		return runValidate(rest, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "drover %s\n", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "drover: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+func runValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: drover validate [FILE|DIR]\n\nExit 0 if the fleet is valid; else print every error as file:line:col: message and exit 1.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	path := "fleet.yaml"
+	if fs.NArg() == 1 {
+		path = fs.Arg(0)
+	}
+	fleet, err := sources.LoadPath(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "%s: valid, %d service(s)\n", path, len(fleet.Services))
+	return exitOK
+}
+
+func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	withRun := cmd == "run"
+	var o options
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.register(fs, withRun)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "drover %s: unexpected arguments %q\n", cmd, fs.Args())
+		return exitUsage
+	}
+	if err := envDefaults(fs); err != nil {
+		fmt.Fprintf(stderr, "drover %s: %v\n", cmd, err)
+		return exitUsage
+	}
+	if err := o.validate(withRun); err != nil {
+		fmt.Fprintf(stderr, "drover %s: %v\n", cmd, err)
+		return exitUsage
+	}
+	log := newLogger(stderr, o.logFormat, o.logLevel)
+
+	d, err := build(ctx, o, log)
+	if err != nil {
+		log.Error("start-up failed", "err", err)
+		return exitFail
+	}
+	defer d.close()
+
+	if !withRun {
+		if err := d.plan(ctx, stdout); err != nil {
+			log.Error("plan failed", "err", err)
+			return exitFail
+		}
+		return exitOK
+	}
+	if err := d.run(ctx); err != nil {
+		log.Error("drover run failed", "err", err)
+		return exitFail
+	}
+	return exitOK
+}

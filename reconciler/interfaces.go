@@ -1,0 +1,38 @@
+package reconciler
+
+import (
+	"context"
+	"time"
+
+	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/sources"
+)
+
+// Hypervisor is what a pass needs from a VM driver.
+type Hypervisor interface {
+	Create(ctx context.Context, spec hypervisor.Spec) (hypervisor.VM, error)
+	List(ctx context.Context) ([]hypervisor.VM, error)
+	Shutdown(ctx context.Context, name string, timeout time.Duration) error
+	Destroy(ctx context.Context, name string) error
+}
+
+// Registry is what a pass needs from service discovery.
+type Registry interface {
+	Ping(ctx context.Context) error
+	Register(ctx context.Context, reg discovery.Registration) error
+	Deregister(ctx context.Context, id string) error
+	SetMaintenance(ctx context.Context, id string, on bool, reason string) error
+	Instances(ctx context.Context, tag string) ([]discovery.Instance, error)
+	WaitPassing(ctx context.Context, service string, ids []string, hold time.Duration) error
+}
+
+// Images resolves a golden image to a verified local file.
+type Images interface {
+	Get(ctx context.Context, a sources.Artifact) (string, error)
+}
+
+// Source yields the desired state: the fleet at the tracked commit.
+type Source interface {
+	Read(ctx context.Context) (sources.Revision, error)
+}

@@ -1,0 +1,219 @@
+package reconciler
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/sources"
+)
+
+// Observed is the actual state a pass reads: managed VMs and Drover's Consul instances.
+type Observed struct {
+	VMs       []hypervisor.VM
+	Instances []discovery.Instance
+}
+
+// Plan is what a pass will do, per service. Computing it changes nothing.
+type Plan struct {
+	Revision string
+	Services []ServicePlan
+	// Orphans are Drover-tagged Consul registrations whose VM no longer exists.
+	Orphans []string
+}
+
+// ServicePlan is the diff of one service between the commit and what runs.
+type ServicePlan struct {
+	Service  string
+	Version  string // desired version label ("" when pruned)
+	SpecHash string // desired spec hash ("" when pruned)
+	Replicas int
+	Prune    bool // the service is gone from the fleet: everything is retired
+
+	// Current are running VMs with the desired spec, Predecessors running VMs with another.
+	Current      []hypervisor.VM
+	Predecessors []hypervisor.VM
+	// Create is how many new VMs to boot.
+	Create int
+	// Retire are running VMs to drain and destroy. Predecessors among them go only once
+	// every current VM (old and new) is passing.
+	Retire []hypervisor.VM
+	// Remove are VMs that are not running (stopped, crashed): nothing to drain.
+	Remove []hypervisor.VM
+	// Register are running VMs whose Consul registration is missing: they are
+	// registered again rather than replaced.
+	Register []hypervisor.VM
+	// Held says why a rollout is not attempted (its revision already failed).
+	Held string
+}
+
+// Noop reports whether the service needs no action.
+func (p ServicePlan) Noop() bool {
+	return p.Create == 0 && len(p.Retire) == 0 && len(p.Remove) == 0 && len(p.Register) == 0
+}
+
+// Noop reports whether the whole plan needs no action.
+func (p Plan) Noop() bool {
+	for _, s := range p.Services {
+		if !s.Noop() {
+			return false
+		}
+	}
+	return len(p.Orphans) == 0
+}
+
+// failure is a rollout that failed; it is not retried for the same commit.
+type failure struct {
+	Revision string
+	SpecHash string
+	Reason   string
+}
+
+// plan diffs desired against observed. It is pure: the same inputs give the same plan.
+func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string]failure) Plan {
+	p := Plan{Revision: revision}
+	byService := map[string][]hypervisor.VM{}
+	vmNames := map[string]bool{}
+	for _, vm := range obs.VMs {
+		byService[vm.Meta.Service] = append(byService[vm.Meta.Service], vm)
+		vmNames[vm.Name] = true
+	}
+	instances := map[string]discovery.Instance{}
+	for _, in := range obs.Instances {
+		instances[in.ID] = in
+		if !vmNames[in.ID] {
+			p.Orphans = append(p.Orphans, in.ID)
+		}
+	}
+	sort.Strings(p.Orphans)
+
+	for _, svc := range fleet.Services {
+		p.Services = append(p.Services, planService(revision, svc, byService[svc.Name], instances, failed[svc.Name]))
+		delete(byService, svc.Name)
+	}
+	// What is left belongs to services gone from the fleet.
+	gone := make([]string, 0, len(byService))
+	for name := range byService {
+		gone = append(gone, name)
+	}
+	sort.Strings(gone)
+	for _, name := range gone {
+		sp := ServicePlan{Service: name, Prune: true}
+		for _, vm := range byService[name] {
+			if alive(vm) {
+				sp.Retire = append(sp.Retire, vm)
+			} else {
+				sp.Remove = append(sp.Remove, vm)
+			}
+		}
+		p.Services = append(p.Services, sp)
+	}
+	return p
+}
+
+func planService(revision string, svc sources.Service, vms []hypervisor.VM, instances map[string]discovery.Instance, failed failure) ServicePlan {
+	hash := SpecHash(svc)
+	sp := ServicePlan{Service: svc.Name, Version: svc.Version, SpecHash: hash, Replicas: svc.Replicas}
+	for _, vm := range sortedVMs(vms) {
+		switch {
+		case !alive(vm):
+			sp.Remove = append(sp.Remove, vm)
+		case vm.Meta.SpecHash == hash:
+			sp.Current = append(sp.Current, vm)
+		default:
+			sp.Predecessors = append(sp.Predecessors, vm)
+		}
+	}
+	for _, vm := range append(slices.Clone(sp.Current), sp.Predecessors...) {
+		if _, ok := instances[vm.Name]; !ok {
+			sp.Register = append(sp.Register, vm)
+		}
+	}
+
+	if failed.Revision == revision && failed.SpecHash == hash {
+		sp.Held = fmt.Sprintf("revision %s failed for this spec: %s (waiting for a new commit)", shortRev(revision), failed.Reason)
+		return sp
+	}
+
+	if missing := svc.Replicas - len(sp.Current); missing > 0 {
+		sp.Create = missing
+	}
+	if extra := len(sp.Current) - svc.Replicas; extra > 0 {
+		sp.Retire = append(sp.Retire, retireOrder(sp.Current, instances)[:extra]...)
+	}
+	sp.Retire = append(sp.Retire, sp.Predecessors...)
+	return sp
+}
+
+// alive is whether a VM is (or is becoming) able to serve; anything else is removed.
+func alive(vm hypervisor.VM) bool {
+	return vm.State == hypervisor.StateRunning || vm.State == hypervisor.StateStarting
+}
+
+// retireOrder ranks VMs for scale-down: those not passing first, then the newest, so the
+// instances with the longest healthy record keep serving.
+func retireOrder(vms []hypervisor.VM, instances map[string]discovery.Instance) []hypervisor.VM {
+	out := slices.Clone(vms)
+	passing := func(vm hypervisor.VM) bool {
+		in, ok := instances[vm.Name]
+		return ok && in.Status == discovery.StatusPassing
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		pi, pj := passing(out[i]), passing(out[j])
+		if pi != pj {
+			return !pi
+		}
+		if !out[i].Meta.Created.Equal(out[j].Meta.Created) {
+			return out[i].Meta.Created.After(out[j].Meta.Created)
+		}
+		return out[i].Name > out[j].Name
+	})
+	return out
+}
+
+func sortedVMs(vms []hypervisor.VM) []hypervisor.VM {
+	out := slices.Clone(vms)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// String renders the plan for `drover plan` and logs.
+func (p Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "revision %s\n", shortRev(p.Revision))
+	for _, s := range p.Services {
+		switch {
+		case s.Prune:
+			fmt.Fprintf(&b, "service %s: removed from the fleet\n", s.Service)
+		default:
+			fmt.Fprintf(&b, "service %s: version %s, spec %s, replicas %d (current %d, predecessors %d)\n",
+				s.Service, s.Version, shortHash(s.SpecHash), s.Replicas, len(s.Current), len(s.Predecessors))
+		}
+		if s.Held != "" {
+			fmt.Fprintf(&b, "  held: %s\n", s.Held)
+		}
+		if s.Noop() {
+			b.WriteString("  up to date\n")
+			continue
+		}
+		for _, vm := range s.Remove {
+			fmt.Fprintf(&b, "  remove %s (%s)\n", vm.Name, vm.State)
+		}
+		for _, vm := range s.Register {
+			fmt.Fprintf(&b, "  register %s again in Consul\n", vm.Name)
+		}
+		if s.Create > 0 {
+			fmt.Fprintf(&b, "  create %d VM(s) %s-%s-*\n", s.Create, s.Service, shortHash(s.SpecHash))
+		}
+		for _, vm := range s.Retire {
+			fmt.Fprintf(&b, "  drain and destroy %s (version %s)\n", vm.Name, vm.Meta.Version)
+		}
+	}
+	for _, id := range p.Orphans {
+		fmt.Fprintf(&b, "deregister %s (no such VM)\n", id)
+	}
+	return b.String()
+}

@@ -1,0 +1,244 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/sources"
+)
+
+// Config wires a Reconciler to its providers.
+type Config struct {
+	Hypervisor Hypervisor
+	Registry   Registry
+	Images     Images
+	Log        *slog.Logger
+	// Now and Rand make time and VM name suffixes controllable in tests.
+	Now  func() time.Time
+	Rand *rand.Rand
+	// PruneDrain and PruneShutdownTimeout apply to services removed from the fleet, whose
+	// own update settings are gone with them. Defaults 5s and 30s.
+	PruneDrain           time.Duration
+	PruneShutdownTimeout time.Duration
+	// OpTimeout bounds each driver or registry call that must finish even when the pass is
+	// being cancelled (creating, destroying, deregistering), so a signal never leaves a
+	// half-made VM behind. Default 2m.
+	OpTimeout time.Duration
+}
+
+// Reconciler runs passes. It keeps only what cannot be read back from the world: the
+// rollouts that failed, so a bad revision is not retried until a new commit arrives.
+type Reconciler struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	failed map[string]failure // by service
+	randMu sync.Mutex
+}
+
+// New returns a Reconciler.
+func New(cfg Config) (*Reconciler, error) {
+	if cfg.Hypervisor == nil || cfg.Registry == nil || cfg.Images == nil {
+		return nil, errors.New("reconciler: hypervisor, registry and images are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x64726f766572))
+	}
+	if cfg.PruneDrain == 0 {
+		cfg.PruneDrain = 5 * time.Second
+	}
+	if cfg.PruneShutdownTimeout == 0 {
+		cfg.PruneShutdownTimeout = 30 * time.Second
+	}
+	if cfg.OpTimeout == 0 {
+		cfg.OpTimeout = 2 * time.Minute
+	}
+	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}}, nil
+}
+
+// RolloutError is a rollout that failed its health gate (or could not create its VMs).
+// The predecessors keep serving; the revision is held until a new commit arrives.
+type RolloutError struct {
+	Service    string
+	Revision   string
+	RolledBack bool
+	Err        error
+}
+
+func (e *RolloutError) Error() string {
+	verb := "failed"
+	if e.RolledBack {
+		verb = "failed and was rolled back"
+	}
+	return fmt.Sprintf("rollout of %s at %s %s: %v", e.Service, shortRev(e.Revision), verb, e.Err)
+}
+
+func (e *RolloutError) Unwrap() error { return e.Err }
+
+// HeldError reports a service whose revision already failed and is not retried.
+type HeldError struct {
+	Service string
+	Reason  string
+}
+
+func (e *HeldError) Error() string { return fmt.Sprintf("service %s held: %s", e.Service, e.Reason) }
+
+// Result is the outcome of one pass.
+type Result struct {
+	Plan Plan
+	// Changed: the pass acted. A pass that changed nothing found the fleet matching.
+	Changed bool
+	// Err joins every service's error (RolloutError, HeldError or an operational error).
+	Err error
+}
+
+// Observe reads the actual state. It fails, changing nothing, when either provider is
+// unreachable: acting on a partial view could destroy what is serving.
+func (r *Reconciler) Observe(ctx context.Context) (Observed, error) {
+	if err := r.cfg.Registry.Ping(ctx); err != nil {
+		return Observed{}, fmt.Errorf("observe: consul: %w", err)
+	}
+	vms, err := r.cfg.Hypervisor.List(ctx)
+	if err != nil {
+		return Observed{}, fmt.Errorf("observe: list vms: %w", err)
+	}
+	instances, err := r.cfg.Registry.Instances(ctx, Tag)
+	if err != nil {
+		return Observed{}, fmt.Errorf("observe: consul instances: %w", err)
+	}
+	return Observed{VMs: vms, Instances: instances}, nil
+}
+
+// Plan computes what a pass over rev would do, changing nothing.
+func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, error) {
+	obs, err := r.Observe(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	return plan(rev.Commit, rev.Fleet, obs, r.failures()), nil
+}
+
+// Pass reads the world, diffs it against rev and acts. Services are handled in parallel;
+// one service's failure never stops another's rollout.
+func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, error) {
+	p, err := r.Plan(ctx, rev)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Plan: p, Changed: !p.Noop()}
+	log := r.log.With("revision", shortRev(rev.Commit))
+
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, sp := range p.Services {
+		if sp.Noop() {
+			if sp.Held != "" {
+				errs = append(errs, &HeldError{Service: sp.Service, Reason: sp.Held})
+			}
+			continue
+		}
+		svc, _ := rev.Fleet.Service(sp.Service)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.execute(ctx, log.With("service", sp.Service), rev.Commit, svc, sp); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range p.Orphans {
+		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Deregister(ctx, id) })
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deregister orphan %s: %w", id, err))
+			continue
+		}
+		log.Info("deregistered instance whose VM is gone", "vm", id)
+	}
+	res.Err = errors.Join(errs...)
+	return res, nil
+}
+
+func (r *Reconciler) failures() map[string]failure {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]failure, len(r.failed))
+	for k, v := range r.failed {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *Reconciler) recordFailure(service string, f failure) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed[service] = f
+}
+
+// finish runs a step that must complete once begun, so cancellation (a signal) lands
+// between steps and never leaves a half-made or half-destroyed VM. It is still bounded.
+func (r *Reconciler) finish(ctx context.Context, step func(context.Context) error) error {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.OpTimeout)
+	defer cancel()
+	return step(c)
+}
+
+func (r *Reconciler) vmName(service, hash string, taken map[string]bool) string {
+	r.randMu.Lock()
+	defer r.randMu.Unlock()
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	for {
+		suffix := make([]byte, 5)
+		for i := range suffix {
+			suffix[i] = alphabet[r.cfg.Rand.IntN(len(alphabet))]
+		}
+		name := fmt.Sprintf("%s-%s-%s", service, shortHash(hash), suffix)
+		if !taken[name] {
+			taken[name] = true
+			return name
+		}
+	}
+}
+
+// registration is the Consul instance for a VM of svc.
+func registration(svc sources.Service, vm hypervisor.VM) discovery.Registration {
+	deregisterAfter := svc.Update.HealthyDeadline + time.Minute
+	return discovery.Registration{
+		ID:      vm.Name,
+		Service: svc.Name,
+		Address: vm.Address,
+		Port:    vm.Port,
+		Tags:    []string{Tag},
+		Meta: map[string]string{
+			"version":   vm.Meta.Version,
+			"revision":  vm.Meta.Revision,
+			"spec_hash": vm.Meta.SpecHash,
+		},
+		Check: discovery.Check{
+			HTTPPath:                svc.Check.HTTP,
+			TCP:                     svc.Check.TCP,
+			Interval:                svc.Check.Interval,
+			Timeout:                 svc.Check.Timeout,
+			DeregisterCriticalAfter: deregisterAfter,
+		},
+	}
+}

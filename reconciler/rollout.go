@@ -1,0 +1,273 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/sources"
+)
+
+// execute carries out one service's plan with the blue-green strategy: boot every
+// replacement in parallel, gate on health, and only then drain the predecessors. The
+// context is checked between steps; each step, once begun, completes.
+func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) error {
+	var errs []error
+	for _, vm := range sp.Remove {
+		if err := r.remove(ctx, log, vm); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, vm := range sp.Register {
+		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, registration(svc, vm)) })
+		if err != nil {
+			errs = append(errs, fmt.Errorf("register %s again: %w", vm.Name, err))
+			continue
+		}
+		log.Info("registered running VM again in consul", "vm", vm.Name)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if sp.Prune {
+		return r.retire(ctx, log, sp.Retire, r.cfg.PruneDrain, r.cfg.PruneShutdownTimeout)
+	}
+
+	if sp.Create > 0 || len(sp.Predecessors) > 0 {
+		if err := r.rollout(ctx, log, revision, svc, sp); err != nil {
+			return err
+		}
+	}
+	return r.retire(ctx, log, sp.Retire, svc.Update.Drain, svc.Update.ShutdownTimeout)
+}
+
+// rollout creates the missing VMs and waits until every VM of the desired spec passes
+// its check for min_healthy_time, within healthy_deadline. On failure the new VMs are
+// destroyed (with auto_rollback), the predecessors keep serving, and the revision is held.
+func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	gateCtx, cancel := context.WithTimeout(ctx, svc.Update.HealthyDeadline)
+	defer cancel()
+	started := time.Now()
+
+	created, err := r.createAll(gateCtx, log, revision, svc, sp)
+	if err == nil {
+		ids := make([]string, 0, len(sp.Current)+len(created))
+		for _, vm := range append(append([]hypervisor.VM{}, sp.Current...), created...) {
+			ids = append(ids, vm.Name)
+		}
+		err = r.cfg.Registry.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
+		if err == nil {
+			log.Info("rollout healthy", "version", svc.Version, "created", len(created), "took", time.Since(started).Round(time.Millisecond))
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		// Stopped by a signal, not failed: what was created is registered and carries its
+		// metadata, so the next pass resumes from it.
+		return ctx.Err()
+	}
+	var checksum *sources.ChecksumError
+	if len(created) == 0 && !errors.As(err, &checksum) && !errors.Is(err, context.DeadlineExceeded) {
+		// Nothing was made and the cause is not the revision's (say, libvirtd is down):
+		// an operational error, retried next pass.
+		return fmt.Errorf("rollout of %s: %w", svc.Name, err)
+	}
+
+	rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err}
+	if svc.Update.AutoRollback {
+		doomed := created
+		if len(sp.Predecessors) > 0 {
+			// The current VMs are this failed spec too; the predecessors are what serves.
+			doomed = append(doomed, sp.Current...)
+		}
+		var errs []error
+		for _, vm := range doomed {
+			if err := r.remove(ctx, log, vm); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		rerr.RolledBack = len(errs) == 0
+		if len(errs) > 0 {
+			rerr.Err = errors.Join(append([]error{err}, errs...)...)
+		}
+	}
+	r.recordFailure(svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
+	log.Error("rollout failed", "version", svc.Version, "rolled_back", rerr.RolledBack, "err", err)
+	return rerr
+}
+
+// createAll resolves the images and boots sp.Create VMs in parallel, registering each in
+// Consul as soon as it exists. It returns every VM that was created, even on error, so
+// the caller can roll them back.
+func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) ([]hypervisor.VM, error) {
+	if sp.Create == 0 {
+		return nil, nil
+	}
+	spec, err := r.baseSpec(ctx, svc, sp.SpecHash, revision)
+	if err != nil {
+		return nil, err
+	}
+	taken := map[string]bool{}
+	for _, vm := range append(append([]hypervisor.VM{}, sp.Current...), sp.Predecessors...) {
+		taken[vm.Name] = true
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		created []hypervisor.VM
+		errs    []error
+	)
+	for range sp.Create {
+		s := spec
+		s.Name = r.vmName(svc.Name, sp.SpecHash, taken)
+		s.Meta.Created = r.cfg.Now().UTC()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vm, err := r.createOne(ctx, log, svc, s)
+			mu.Lock()
+			defer mu.Unlock()
+			if vm.Name != "" {
+				created = append(created, vm)
+			}
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return created, errors.Join(errs...)
+}
+
+func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc sources.Service, spec hypervisor.Spec) (hypervisor.VM, error) {
+	if err := ctx.Err(); err != nil {
+		return hypervisor.VM{}, err
+	}
+	var vm hypervisor.VM
+	err := r.finish(ctx, func(ctx context.Context) error {
+		var err error
+		vm, err = r.cfg.Hypervisor.Create(ctx, spec)
+		return err
+	})
+	if err != nil {
+		return hypervisor.VM{}, fmt.Errorf("create %s: %w", spec.Name, err)
+	}
+	log.Info("created vm", "vm", vm.Name, "address", fmt.Sprintf("%s:%d", vm.Address, vm.Port))
+	err = r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, registration(svc, vm)) })
+	if err != nil {
+		return vm, fmt.Errorf("register %s: %w", vm.Name, err)
+	}
+	return vm, nil
+}
+
+// baseSpec is the hypervisor spec every new VM of svc shares, with images resolved to
+// verified local files.
+func (r *Reconciler) baseSpec(ctx context.Context, svc sources.Service, hash, revision string) (hypervisor.Spec, error) {
+	spec := hypervisor.Spec{
+		CPUs:      svc.CPUs,
+		MemoryMiB: svc.MemoryMiB,
+		Cmdline:   svc.Image.Cmdline,
+		Network:   hypervisor.Network{Mode: svc.Network.Mode, Bridge: svc.Network.Bridge, Network: svc.Network.Network},
+		GuestPort: svc.Port,
+		Meta:      hypervisor.Metadata{Service: svc.Name, SpecHash: hash, Revision: revision, Version: svc.Version},
+	}
+	for _, img := range []struct {
+		artifact *sources.Artifact
+		path     *string
+	}{{svc.Image.Kernel, &spec.Kernel}, {svc.Image.Initrd, &spec.Initrd}, {svc.Image.Disk, &spec.Disk}} {
+		if img.artifact == nil {
+			continue
+		}
+		path, err := r.cfg.Images.Get(ctx, *img.artifact)
+		if err != nil {
+			return hypervisor.Spec{}, fmt.Errorf("image %s: %w", img.artifact.URL, err)
+		}
+		*img.path = path
+	}
+	return spec, nil
+}
+
+// retire drains VMs that are serving: maintenance mode takes them out of Consul's
+// passing results, clients get `drain` to move away, then each is shut down, destroyed
+// and deregistered. A VM whose maintenance could not be set is left running.
+func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervisor.VM, drain, shutdownTimeout time.Duration) error {
+	if len(vms) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var errs []error
+	draining := make([]hypervisor.VM, 0, len(vms))
+	for _, vm := range vms {
+		err := r.finish(ctx, func(ctx context.Context) error {
+			return r.cfg.Registry.SetMaintenance(ctx, vm.Name, true, "drover: draining before destroy")
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("drain %s: %w", vm.Name, err))
+			continue
+		}
+		draining = append(draining, vm)
+	}
+	if len(draining) > 0 && drain > 0 {
+		log.Info("draining", "vms", len(draining), "drain", drain)
+		t := time.NewTimer(drain)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			// In maintenance and still running: the next pass drains them again.
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	for _, vm := range draining {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.finish(ctx, func(ctx context.Context) error {
+				if err := r.cfg.Hypervisor.Shutdown(ctx, vm.Name, shutdownTimeout); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
+					return fmt.Errorf("shutdown %s: %w", vm.Name, err)
+				}
+				return nil
+			})
+			if err == nil {
+				err = r.remove(ctx, log, vm)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				return
+			}
+			log.Info("retired vm", "vm", vm.Name, "version", vm.Meta.Version)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// remove destroys a VM and deregisters it, in that order: a crash in between leaves a
+// registration without a VM, which the next pass deregisters as an orphan.
+func (r *Reconciler) remove(ctx context.Context, log *slog.Logger, vm hypervisor.VM) error {
+	return r.finish(ctx, func(ctx context.Context) error {
+		if err := r.cfg.Hypervisor.Destroy(ctx, vm.Name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
+			return fmt.Errorf("destroy %s: %w", vm.Name, err)
+		}
+		if err := r.cfg.Registry.Deregister(ctx, vm.Name); err != nil {
+			return fmt.Errorf("deregister %s: %w", vm.Name, err)
+		}
+		log.Debug("removed vm", "vm", vm.Name)
+		return nil
+	})
+}

@@ -1,0 +1,154 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/sources"
+)
+
+// Runner drives passes: it reads the source every Interval (and at once after a pass that
+// changed something, to confirm the fleet matches), keeps the last good revision when the
+// source fails, and backs off on errors.
+type Runner struct {
+	Source     Source
+	Reconciler *Reconciler
+	Interval   time.Duration
+	// Once: return nil as soon as a pass finds the fleet matching the commit, or an error
+	// when the revision fails, is rolled back, or cannot be read.
+	Once bool
+	Log  *slog.Logger
+	// MaxBackoff caps the retry delay after errors. Default: Interval.
+	MaxBackoff time.Duration
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is what the runner last saw, for the status endpoint.
+type Status struct {
+	Revision  string    `json:"revision"`
+	LastPass  time.Time `json:"last_pass"`
+	Converged bool      `json:"converged"`
+	Error     string    `json:"error,omitempty"`
+	Plan      string    `json:"plan,omitempty"`
+}
+
+// Status returns a copy of the latest status.
+func (r *Runner) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+
+// Run loops until ctx ends (nil) or, with Once, until the outcome is known.
+func (r *Runner) Run(ctx context.Context) error {
+	log := r.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	maxBackoff := r.MaxBackoff
+	if maxBackoff == 0 {
+		maxBackoff = r.Interval
+	}
+	var (
+		last    sources.Revision
+		haveRev bool
+		backoff time.Duration
+	)
+	for {
+		rev, err := r.Source.Read(ctx)
+		switch {
+		case err == nil:
+			if !haveRev || rev.Commit != last.Commit {
+				log.Info("tracking revision", "revision", shortRev(rev.Commit), "services", len(rev.Fleet.Services))
+			}
+			last, haveRev = rev, true
+		case ctx.Err() != nil:
+			return nil
+		default:
+			r.setError(last.Commit, err)
+			if r.Once {
+				return fmt.Errorf("read desired state: %w", err)
+			}
+			// Keep reconciling the last good revision: the fleet stays as the last valid
+			// commit says while the source is broken.
+			if haveRev {
+				log.Error("reading desired state failed; keeping the last good revision", "revision", shortRev(last.Commit), "err", err)
+			} else {
+				log.Error("reading desired state failed; no revision yet", "err", err)
+			}
+		}
+
+		var wait time.Duration
+		if haveRev {
+			res, perr := r.Reconciler.Pass(ctx, last)
+			if ctx.Err() != nil {
+				return nil
+			}
+			converged := perr == nil && res.Err == nil && !res.Changed
+			r.record(last.Commit, res, perr, converged)
+			switch {
+			case perr != nil:
+				log.Error("pass failed, nothing changed", "revision", shortRev(last.Commit), "err", perr)
+				if r.Once {
+					return perr
+				}
+			case res.Err != nil:
+				log.Error("pass finished with errors", "revision", shortRev(last.Commit), "err", res.Err)
+				if r.Once {
+					return res.Err
+				}
+			case converged:
+				log.Debug("fleet matches the commit", "revision", shortRev(last.Commit))
+				if r.Once {
+					return nil
+				}
+			}
+			if res.Changed && perr == nil {
+				// Confirm at once what the pass did; the next pass is cheap when it did all.
+				backoff = 0
+				continue
+			}
+			if perr == nil && res.Err == nil && err == nil {
+				backoff = 0
+				wait = r.Interval
+			}
+		}
+		if wait == 0 {
+			backoff = min(max(2*backoff, time.Second), maxBackoff)
+			wait = backoff
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Runner) setError(commit string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status.Error = err.Error()
+	r.status.Converged = false
+	if commit != "" {
+		r.status.Revision = commit
+	}
+}
+
+func (r *Runner) record(commit string, res Result, perr error, converged bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status = Status{Revision: commit, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String()}
+	if err := errors.Join(perr, res.Err); err != nil {
+		r.status.Error = err.Error()
+	}
+}

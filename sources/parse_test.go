@@ -1,0 +1,536 @@
+package sources
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	hexA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	hexB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	hexC = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
+const fullFleet = `services:
+  - name: web
+    version: "1.4.2"
+    replicas: 2
+    cpus: 2
+    memory: 1GiB
+    image:
+      kernel: {url: "file:///srv/images/vmlinuz", sha256: "` + hexA + `"}
+      initrd: {url: "file:///srv/images/web-1.4.2.cpio.gz", sha256: "` + hexB + `"}
+      cmdline: "console=ttyS0 quiet"
+      disk:   {url: "https://images.lan/web-1.4.2.qcow2", sha256: "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"}
+    network:
+      mode: bridge
+      bridge: br0
+    port: 8080
+    check:
+      http: /healthz
+      interval: 1s
+      timeout: 1s
+    update:
+      strategy: blue-green
+      min_healthy_time: 3s
+      healthy_deadline: 2m
+      drain: 10s
+      shutdown_timeout: 1m
+      auto_rollback: false
+  - name: db
+    version: 7
+    replicas: 0
+    memory: 512MiB
+    image:
+      disk: {url: "http://127.0.0.1:8000/db.qcow2", sha256: "` + hexC + `"}
+    network: {mode: network, network: default}
+    port: 5432
+    check: {tcp: true}
+`
+
+func TestParseFull(t *testing.T) {
+	got, err := Parse("fleet.yaml", []byte(fullFleet))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := &Fleet{Services: []Service{
+		{
+			Name: "web", Version: "1.4.2", Replicas: 2, CPUs: 2, MemoryMiB: 1024,
+			Image: Image{
+				Kernel:  &Artifact{URL: "file:///srv/images/vmlinuz", SHA256: hexA},
+				Initrd:  &Artifact{URL: "file:///srv/images/web-1.4.2.cpio.gz", SHA256: hexB},
+				Cmdline: "console=ttyS0 quiet",
+				Disk:    &Artifact{URL: "https://images.lan/web-1.4.2.qcow2", SHA256: hexC},
+			},
+			Network: Network{Mode: "bridge", Bridge: "br0"},
+			Port:    8080,
+			Check:   Check{HTTP: "/healthz", Interval: time.Second, Timeout: time.Second},
+			Update: Update{
+				Strategy: "blue-green", MinHealthyTime: 3 * time.Second, HealthyDeadline: 2 * time.Minute,
+				Drain: 10 * time.Second, ShutdownTimeout: time.Minute, AutoRollback: false,
+			},
+			Pos: Pos{File: "fleet.yaml", Line: 2, Col: 5},
+		},
+		{
+			Name: "db", Version: "7", Replicas: 0, CPUs: 1, MemoryMiB: 512,
+			Image:   Image{Disk: &Artifact{URL: "http://127.0.0.1:8000/db.qcow2", SHA256: hexC}},
+			Network: Network{Mode: "network", Network: "default"},
+			Port:    5432,
+			Check:   Check{TCP: true, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout},
+			Update: Update{
+				Strategy: "blue-green", HealthyDeadline: 5 * time.Minute,
+				Drain: 5 * time.Second, ShutdownTimeout: 30 * time.Second, AutoRollback: true,
+			},
+			Pos: Pos{File: "fleet.yaml", Line: 27, Col: 5},
+		},
+	}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse:\n got %s\nwant %s", dump(got), dump(want))
+	}
+	if s, ok := got.Service("db"); !ok || s.Port != 5432 {
+		t.Errorf("Service(db) = %v, %v; want port 5432, true", s.Port, ok)
+	}
+}
+
+func dump(f *Fleet) string {
+	if f == nil {
+		return "<nil>"
+	}
+	var b strings.Builder
+	for _, s := range f.Services {
+		fmt.Fprintf(&b, "\n  %+v kernel=%+v initrd=%+v disk=%+v", s, s.Image.Kernel, s.Image.Initrd, s.Image.Disk)
+	}
+	return b.String()
+}
+
+// minimal is the smallest valid service; tests append or replace lines of it.
+func minimal(extra string) string {
+	return `services:
+  - name: web
+    version: v1
+    image:
+      kernel: {url: "file:///k", sha256: "` + hexA + `"}
+    port: 80
+    check: {http: /}
+` + extra
+}
+
+func TestParseDefaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  Service
+	}{
+		{
+			name:  "all defaults",
+			input: minimal(""),
+			want: Service{
+				Name: "web", Version: "v1", Replicas: 1, CPUs: 1, MemoryMiB: 256,
+				Image:   Image{Kernel: &Artifact{URL: "file:///k", SHA256: hexA}},
+				Network: Network{Mode: "user"},
+				Port:    80,
+				Check:   Check{HTTP: "/", Interval: 5 * time.Second, Timeout: 2 * time.Second},
+				Update: Update{
+					Strategy: "blue-green", MinHealthyTime: 0, HealthyDeadline: 5 * time.Minute,
+					Drain: 5 * time.Second, ShutdownTimeout: 30 * time.Second, AutoRollback: true,
+				},
+				Pos: Pos{File: "f.yaml", Line: 2, Col: 5},
+			},
+		},
+		{
+			// The default timeout would exceed a short interval: it shrinks to the interval.
+			name: "short interval caps the default timeout, empty blocks keep defaults",
+			input: `services:
+  - name: web
+    version: v1
+    image: {disk: {url: "https://h/d.qcow2", sha256: "` + hexA + `"}}
+    port: 80
+    check: {tcp: true, interval: 500ms}
+    network: {}
+    update: {}
+`,
+			want: Service{
+				Name: "web", Version: "v1", Replicas: 1, CPUs: 1, MemoryMiB: 256,
+				Image:   Image{Disk: &Artifact{URL: "https://h/d.qcow2", SHA256: hexA}},
+				Network: Network{Mode: "user"},
+				Port:    80,
+				Check:   Check{TCP: true, Interval: 500 * time.Millisecond, Timeout: 500 * time.Millisecond},
+				Update: Update{
+					Strategy: "blue-green", HealthyDeadline: 5 * time.Minute,
+					Drain: 5 * time.Second, ShutdownTimeout: 30 * time.Second, AutoRollback: true,
+				},
+				Pos: Pos{File: "f.yaml", Line: 2, Col: 5},
+			},
+		},
+		{
+			name: "anchors, aliases and merge keys",
+			input: `services:
+  - name: web
+    version: v1
+    image: &img
+      kernel: {url: "file:///k", sha256: "` + hexA + `"}
+    port: 80
+    check: &chk {http: /, interval: 1s, timeout: 1s}
+    update: &upd {drain: 0s, auto_rollback: false}
+  - name: api
+    version: v1
+    image: *img
+    port: 81
+    check: *chk
+    update:
+      <<: *upd
+      drain: 1s
+`,
+			want: Service{
+				Name: "api", Version: "v1", Replicas: 1, CPUs: 1, MemoryMiB: 256,
+				Image:   Image{Kernel: &Artifact{URL: "file:///k", SHA256: hexA}},
+				Network: Network{Mode: "user"},
+				Port:    81,
+				Check:   Check{HTTP: "/", Interval: time.Second, Timeout: time.Second},
+				Update: Update{
+					Strategy: "blue-green", HealthyDeadline: 5 * time.Minute,
+					Drain: time.Second, ShutdownTimeout: 30 * time.Second, AutoRollback: false,
+				},
+				Pos: Pos{File: "f.yaml", Line: 9, Col: 5},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Parse("f.yaml", []byte(tt.input))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			got := f.Services[len(f.Services)-1]
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("service:\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseEmptyFleet(t *testing.T) {
+	for _, input := range []string{"services: []\n", "services: [] # nothing runs\n"} {
+		f, err := Parse("f.yaml", []byte(input))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", input, err)
+		}
+		if f.Services == nil || len(f.Services) != 0 {
+			t.Errorf("Parse(%q).Services = %#v, want empty non-nil", input, f.Services)
+		}
+	}
+}
+
+// svc replaces the line of minimal() that starts with the same key (after "    "), or
+// appends the line; so each case shows only what it changes.
+func svc(lines ...string) string {
+	base := strings.Split(strings.TrimSuffix(minimal(""), "\n"), "\n")
+	for _, l := range lines {
+		key, _, _ := strings.Cut(strings.TrimSpace(l), ":")
+		replaced := false
+		if key == "name" {
+			base[1] = "  - " + l
+			continue
+		}
+		for i, b := range base {
+			if strings.HasPrefix(b, "    "+key+":") {
+				base[i] = "    " + l
+				replaced = true
+				// image spans two lines in minimal(); drop its body when it is replaced.
+				if key == "image" && i+1 < len(base) && strings.HasPrefix(base[i+1], "      ") {
+					base = append(base[:i+1], base[i+2:]...)
+				}
+				break
+			}
+		}
+		if !replaced {
+			base = append(base, "    "+l)
+		}
+	}
+	return strings.Join(base, "\n") + "\n"
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  []string
+	}{
+		{"empty file", "", []string{
+			`f.yaml:1:1: empty fleet file: want a mapping with a "services" list`}},
+		{"only comments", "# nothing\n", []string{
+			`f.yaml:1:1: empty fleet file: want a mapping with a "services" list`}},
+		{"no services key", "foo: 1\n", []string{
+			`f.yaml:1:1: unknown field "foo"; allowed: services`,
+			`f.yaml:1:1: missing required field "services"`}},
+		{"top level is a list", "- a\n", []string{
+			`f.yaml:1:1: want a mapping with a "services" list, got a list`}},
+		{"services null", "services:\n", []string{
+			`f.yaml:1:10: services: want a list, got null`}},
+		{"services mapping", "services: {web: {}}\n", []string{
+			`f.yaml:1:11: services: want a list, got a mapping`}},
+		{"service not a mapping", "services: [web]\n", []string{
+			`f.yaml:1:12: services[0]: service: want a mapping, got string "web"`}},
+		{"syntax error", "services: [\n", []string{
+			`f.yaml:1:1: invalid YAML: did not find expected node content`}},
+		{"tab indentation", "services:\n\t- name: web\n", []string{
+			`f.yaml:2:1: invalid YAML: found character that cannot start any token`}},
+		{"two documents", "services: []\n---\nservices: []\n", []string{
+			`f.yaml:2:1: several YAML documents: put every service in the first one`}},
+		{"missing everything", "services:\n  - {}\n", []string{
+			`f.yaml:2:5: services[0]: missing required field "name"`,
+			`f.yaml:2:5: services[0]: missing required field "version"`,
+			`f.yaml:2:5: services[0]: missing required field "image"`,
+			`f.yaml:2:5: services[0]: missing required field "port"`,
+			`f.yaml:2:5: services[0]: missing required field "check"`}},
+		{"unknown service field", svc("replica: 2"), []string{
+			`f.yaml:8:5: service web: unknown field "replica"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update`}},
+		{"unknown nested field", svc("check: {http: /, retries: 3}"), []string{
+			`f.yaml:7:22: service web: unknown field "check.retries"; allowed in check: http, tcp, interval, timeout`}},
+		{"unknown artifact field", svc(`image: {disk: {url: "file:///d", sha256: "` + hexA + `", size: 1}}`), []string{
+			`f.yaml:4:114: service web: unknown field "image.disk.size"; allowed in image.disk: url, sha256`}},
+		{"duplicate field", minimal("    port: 82\n"), []string{
+			`f.yaml:8:5: service web: duplicate field "port" (first at f.yaml:6:5)`}},
+		{"bad name uppercase", svc("name: Web"), []string{
+			`f.yaml:2:11: services[0]: name "Web" is invalid: want a lowercase letter followed by up to 30 lowercase letters, digits or dashes`}},
+		{"bad name too long", svc("name: a234567890123456789012345678901"), []string{
+			`f.yaml:2:11: services[0]: name "a234567890123456789012345678901" is invalid: want a lowercase letter followed by up to 30 lowercase letters, digits or dashes`}},
+		{"bad name leading digit", svc("name: 1web"), []string{
+			`f.yaml:2:11: services[0]: name "1web" is invalid: want a lowercase letter followed by up to 30 lowercase letters, digits or dashes`}},
+		{"name not a string", svc("name: 12"), []string{
+			`f.yaml:2:11: services[0]: name: want a string, got integer 12`}},
+		{"duplicate names", minimal("  - name: web\n    version: v2\n    image: {disk: {url: \"file:///d\", sha256: \"" + hexA + "\"}}\n    port: 1\n    check: {tcp: true}\n"), []string{
+			`f.yaml:8:5: duplicate service name "web" (first declared at f.yaml:2:5)`}},
+		{"empty version", svc(`version: ""`), []string{
+			`f.yaml:3:14: service web: version must not be empty`}},
+		{"version a list", svc(`version: [1]`), []string{
+			`f.yaml:3:14: service web: version: want a string, got a list`}},
+		{"negative replicas", svc("replicas: -1"), []string{
+			`f.yaml:8:15: service web: replicas must be >= 0, got -1`}},
+		{"replicas a string", svc(`replicas: "2"`), []string{
+			`f.yaml:8:15: service web: replicas: want an integer, got string "2"`}},
+		{"replicas a float", svc(`replicas: 1.5`), []string{
+			`f.yaml:8:15: service web: replicas: want an integer, got number 1.5`}},
+		{"replicas huge", svc(`replicas: 99999999999999999999`), []string{
+			`f.yaml:8:15: service web: replicas: want an integer, got number 99999999999999999999`}},
+		{"zero cpus", svc("cpus: 0"), []string{
+			`f.yaml:8:11: service web: cpus must be >= 1, got 0`}},
+		{"memory without unit", svc("memory: 256"), []string{
+			`f.yaml:8:13: service web: memory: want a size with unit MiB or GiB such as 256MiB or 1GiB, got integer 256`}},
+		{"memory MB", svc("memory: 256MB"), []string{
+			`f.yaml:8:13: service web: memory: want a size with unit MiB or GiB such as 256MiB or 1GiB, got string "256MB"`}},
+		{"memory zero", svc("memory: 0GiB"), []string{
+			`f.yaml:8:13: service web: memory must be greater than 0, got 0GiB`}},
+		{"memory huge", svc("memory: 9999999999GiB"), []string{
+			`f.yaml:8:13: service web: memory 9999999999GiB is too large`}},
+		{"image without kernel or disk", svc(`image: {cmdline: "quiet"}`), []string{
+			`f.yaml:4:12: service web: image: at least one of kernel or disk is required`,
+			`f.yaml:4:13: service web: image.cmdline needs image.kernel`}},
+		{"initrd without kernel", svc(`image: {disk: {url: "file:///d", sha256: "` + hexA + `"}, initrd: {url: "file:///i", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:115: service web: image.initrd needs image.kernel`}},
+		{"image a string", svc(`image: disk.qcow2`), []string{
+			`f.yaml:4:12: service web: image: want a mapping, got string "disk.qcow2"`}},
+		{"artifact missing url and sha256", svc(`image: {kernel: {}}`), []string{
+			`f.yaml:4:21: service web: missing required field "image.kernel.url"`,
+			`f.yaml:4:21: service web: missing required field "image.kernel.sha256"`}},
+		{"artifact relative file url", svc(`image: {kernel: {url: "file://srv/k", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url: file URL "file://srv/k" must be absolute, such as file:///srv/images/disk.qcow2`}},
+		{"artifact opaque file url", svc(`image: {kernel: {url: "file:k", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url: file URL "file:k" must be absolute, such as file:///srv/images/disk.qcow2`}},
+		{"artifact ftp url", svc(`image: {kernel: {url: "ftp://h/k", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url: URL "ftp://h/k": want a file://, http:// or https:// URL`}},
+		{"artifact path instead of url", svc(`image: {kernel: {url: "/srv/k", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url: URL "/srv/k": want a file://, http:// or https:// URL`}},
+		{"artifact http without host", svc(`image: {kernel: {url: "http:///k", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url: URL "http:///k" has no host`}},
+		{"sha256 short", svc(`image: {kernel: {url: "file:///k", sha256: "abc"}}`), []string{
+			`f.yaml:4:48: service web: image.kernel.sha256: want 64 hex digits, got "abc"`}},
+		{"sha256 not hex", svc(`image: {kernel: {url: "file:///k", sha256: "` + strings.Repeat("g", 64) + `"}}`), []string{
+			`f.yaml:4:48: service web: image.kernel.sha256: want 64 hex digits, got "` + strings.Repeat("g", 64) + `"`}},
+		{"network bad mode", svc("network: {mode: nat}"), []string{
+			`f.yaml:8:21: service web: network.mode: want user, bridge or network, got "nat"`}},
+		{"network bridge missing", svc("network: {mode: bridge}"), []string{
+			`f.yaml:8:21: service web: network.bridge is required with mode bridge`}},
+		{"network network missing", svc("network: {mode: network}"), []string{
+			`f.yaml:8:21: service web: network.network is required with mode network`}},
+		{"network bridge with user mode", svc("network: {bridge: br0}"), []string{
+			`f.yaml:8:15: service web: network.bridge is only allowed with mode bridge, not user`}},
+		{"missing port", strings.Replace(minimal(""), "    port: 80\n", "", 1), []string{
+			`f.yaml:2:5: service web: missing required field "port"`}},
+		{"port zero", svc("port: 0"), []string{
+			`f.yaml:6:11: service web: port must be between 1 and 65535, got 0`}},
+		{"port too big", svc("port: 65536"), []string{
+			`f.yaml:6:11: service web: port must be between 1 and 65535, got 65536`}},
+		{"check neither", svc("check: {interval: 1s}"), []string{
+			`f.yaml:7:12: service web: check: one of http (a path) or tcp: true is required`}},
+		{"check tcp false", svc("check: {tcp: false}"), []string{
+			`f.yaml:7:12: service web: check: one of http (a path) or tcp: true is required`}},
+		{"check both", svc("check: {http: /, tcp: true}"), []string{
+			`f.yaml:7:12: service web: check: set only one of http or tcp`}},
+		{"check http relative", svc("check: {http: healthz}"), []string{
+			`f.yaml:7:19: service web: check.http: want a path starting with /, got "healthz"`}},
+		{"check tcp a string", svc(`check: {tcp: "yes"}`), []string{
+			`f.yaml:7:12: service web: check: one of http (a path) or tcp: true is required`,
+			`f.yaml:7:18: service web: check.tcp: want true or false, got string "yes"`}},
+		{"check interval without unit", svc("check: {http: /, interval: 5}"), []string{
+			`f.yaml:7:32: service web: check.interval: want a duration such as 5s, got integer 5`}},
+		{"check interval zero", svc("check: {http: /, interval: 0s}"), []string{
+			`f.yaml:7:32: service web: check.interval must be greater than 0, got 0s`}},
+		{"check timeout negative", svc("check: {http: /, timeout: -1s}"), []string{
+			`f.yaml:7:31: service web: check.timeout must be greater than 0, got -1s`}},
+		{"check timeout over interval", svc("check: {http: /, interval: 1s, timeout: 2s}"), []string{
+			`f.yaml:7:45: service web: check.timeout 2s must not be longer than check.interval 1s`}},
+		{"update rolling", svc("update: {strategy: rolling}"), []string{
+			`f.yaml:8:24: service web: update.strategy rolling is not supported yet; use blue-green`}},
+		{"update canary", svc("update: {strategy: canary}"), []string{
+			`f.yaml:8:24: service web: update.strategy canary is not supported yet; use blue-green`}},
+		{"update unknown strategy", svc("update: {strategy: recreate}"), []string{
+			`f.yaml:8:24: service web: update.strategy: want blue-green, got "recreate"`}},
+		{"update negative drain", svc("update: {drain: -1s, shutdown_timeout: -2s}"), []string{
+			`f.yaml:8:21: service web: update.drain must not be negative, got -1s`,
+			`f.yaml:8:44: service web: update.shutdown_timeout must not be negative, got -2s`}},
+		{"update zero deadline", svc("update: {healthy_deadline: 0s}"), []string{
+			`f.yaml:8:13: service web: update.min_healthy_time 0s must be shorter than update.healthy_deadline 5m0s`,
+			`f.yaml:8:32: service web: update.healthy_deadline must be greater than 0, got 0s`}},
+		{"update min healthy over deadline", svc("update: {min_healthy_time: 1m, healthy_deadline: 1m}"), []string{
+			`f.yaml:8:32: service web: update.min_healthy_time 1m0s must be shorter than update.healthy_deadline 1m0s`}},
+		{"update auto_rollback string", svc(`update: {auto_rollback: "false"}`), []string{
+			`f.yaml:8:29: service web: update.auto_rollback: want true or false, got string "false"`}},
+		{"update bad duration", svc(`update: {drain: soon}`), []string{
+			`f.yaml:8:21: service web: update.drain: want a duration such as 5s, got string "soon"`}},
+		{"merge of a scalar", svc(`update: {<<: 3}`), []string{
+			`f.yaml:8:18: service web: merge key (<<) wants a mapping or a list of mappings, got integer 3`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Parse("f.yaml", []byte(tt.input))
+			if f != nil {
+				t.Errorf("Parse returned a fleet with errors: %s", dump(f))
+			}
+			got := errorLines(t, err)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("input:\n%s\n got errors:\n\t%s\nwant errors:\n\t%s", tt.input, strings.Join(got, "\n\t"), strings.Join(tt.want, "\n\t"))
+			}
+		})
+	}
+}
+
+// errorLines checks err is a non-empty Errors and returns its lines.
+func errorLines(t *testing.T, err error) []string {
+	t.Helper()
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %v (%T) is not Errors", err, err)
+	}
+	if len(errs) == 0 {
+		t.Fatalf("empty Errors returned as an error")
+	}
+	if strings.Join(strings.Split(errs.Error(), "\n"), "\n") != err.Error() {
+		t.Errorf("Errors.Error() differs from err.Error()")
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+// One file with several mistakes in several services: all are reported, in file order.
+func TestParseReportsEveryError(t *testing.T) {
+	input := `services:
+  - name: web
+    version: v1
+    replicas: many
+    image: {kernel: {url: "file:///k", sha256: "abc"}}
+    port: 80
+    check: {http: /}
+  - name: Bad_Name
+    version: v1
+    image: {disk: {url: "ftp://x/d", sha256: "` + hexA + `"}}
+    port: 70000
+    check: {tcp: true}
+    colour: blue
+  - name: web
+    image: {disk: {url: "file:///d", sha256: "` + hexA + `"}}
+    port: 1
+    check: {tcp: true}
+`
+	want := []string{
+		`f.yaml:4:15: service web: replicas: want an integer, got string "many"`,
+		`f.yaml:5:48: service web: image.kernel.sha256: want 64 hex digits, got "abc"`,
+		`f.yaml:8:11: services[1]: name "Bad_Name" is invalid: want a lowercase letter followed by up to 30 lowercase letters, digits or dashes`,
+		`f.yaml:10:27: services[1]: image.disk.url: URL "ftp://x/d": want a file://, http:// or https:// URL`,
+		`f.yaml:11:11: services[1]: port must be between 1 and 65535, got 70000`,
+		`f.yaml:13:5: services[1]: unknown field "colour"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update`,
+		`f.yaml:14:5: duplicate service name "web" (first declared at f.yaml:2:5)`,
+		`f.yaml:14:5: service web: missing required field "version"`,
+	}
+	_, err := Parse("f.yaml", []byte(input))
+	got := errorLines(t, err)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got errors:\n\t%s\nwant errors:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	seeds := []string{
+		"", "services: []\n", fullFleet, minimal(""), "services: [\n", "a: &a [*a]\n",
+		"services:\n  - <<: &x {<<: *x}\n", "services: [{name: web, image: {kernel: *k}}]\n",
+		"services:\n - name: w\n   update: {<<: [{drain: 1s}, {drain: 2s}]}\n",
+		"\xff\xfe", "---\n---\n", "services: !!binary aGVsbG8=\n",
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, input string) {
+		fleet, err := Parse("fuzz.yaml", []byte(input))
+		if err == nil {
+			if fleet == nil {
+				t.Fatal("nil fleet without error")
+			}
+			return
+		}
+		if fleet != nil {
+			t.Fatal("fleet returned with an error")
+		}
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) == 0 {
+			t.Fatalf("error is not a non-empty Errors: %v", err)
+		}
+		for _, e := range errs {
+			if e.Pos.File != "fuzz.yaml" || e.Pos.Line < 1 || e.Pos.Col < 1 || e.Msg == "" {
+				t.Fatalf("error without a position or message: %#v", e)
+			}
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("services:\n")
+	for i := range 20 {
+		fmt.Fprintf(&sb, `  - name: svc-%d
+    version: "1.%d.0"
+    replicas: 3
+    cpus: 2
+    memory: 512MiB
+    image:
+      kernel: {url: "file:///srv/images/vmlinuz", sha256: "%s"}
+      initrd: {url: "file:///srv/images/svc-%d.cpio.gz", sha256: "%s"}
+      cmdline: "console=ttyS0 quiet"
+    network: {mode: user}
+    port: 8080
+    check: {http: /healthz, interval: 1s, timeout: 1s}
+    update: {strategy: blue-green, healthy_deadline: 2m, drain: 5s}
+`, i, i, hexA, i, hexB)
+	}
+	data := []byte(sb.String())
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		f, err := Parse("fleet.yaml", data)
+		if err != nil || len(f.Services) != 20 {
+			b.Fatalf("Parse: %v", err)
+		}
+	}
+}
