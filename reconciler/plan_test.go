@@ -154,15 +154,21 @@ func TestSpecHash(t *testing.T) {
 	same := []func(*sources.Service){
 		func(s *sources.Service) { s.Replicas = 7 },
 		func(s *sources.Service) { s.Update.Drain = time.Hour },
-		func(s *sources.Service) { s.Image.Kernel = &sources.Artifact{URL: "https://mirror/k", SHA256: s.Image.Kernel.SHA256} },
+		func(s *sources.Service) {
+			s.Image.Kernel = &sources.Artifact{URL: "https://mirror/k", SHA256: s.Image.Kernel.SHA256}
+		},
 	}
 	different := []func(*sources.Service){
 		func(s *sources.Service) { s.Version = "2" },
 		func(s *sources.Service) { s.CPUs = 2 },
 		func(s *sources.Service) { s.MemoryMiB = 256 },
 		func(s *sources.Service) { s.Image.Cmdline += " quiet" },
-		func(s *sources.Service) { s.Image.Initrd = &sources.Artifact{URL: "file:///i", SHA256: strings.Repeat("c", 64)} },
-		func(s *sources.Service) { s.Image.Disk = &sources.Artifact{URL: "file:///d", SHA256: strings.Repeat("d", 64)} },
+		func(s *sources.Service) {
+			s.Image.Initrd = &sources.Artifact{URL: "file:///i", SHA256: strings.Repeat("c", 64)}
+		},
+		func(s *sources.Service) {
+			s.Image.Disk = &sources.Artifact{URL: "file:///d", SHA256: strings.Repeat("d", 64)}
+		},
 		func(s *sources.Service) { s.Port = 9090 },
 		func(s *sources.Service) { s.Network = sources.Network{Mode: "bridge", Bridge: "br0"} },
 		func(s *sources.Service) { s.Check.HTTP = "/ready" },

@@ -45,7 +45,6 @@ func (r *Runner) Status() Status {
 	return r.status
 }
 
-
 // Run loops until ctx ends (nil) or, with Once, until the outcome is known.
 func (r *Runner) Run(ctx context.Context) error {
 	log := r.Log

@@ -277,6 +277,8 @@ func (p *parser) collect(b *block, n *yaml.Node, allowed []string, depth int, ex
 			for _, s := range m.Content {
 				sources = append(sources, deref(s))
 			}
+		default:
+			p.errorf(m, "merge key (<<) wants a mapping or a list of mappings, got %s", describe(m))
 		}
 		for _, s := range sources {
 			if s == nil || s.Kind != yaml.MappingNode {

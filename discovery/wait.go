@@ -1,0 +1,147 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// maxBlock caps one blocking query; ctx still ends the wait sooner.
+const maxBlock = time.Minute
+
+// WaitPassing returns nil once every instance in ids of service has been passing, as
+// clients of the service see it, continuously for hold. An instance that leaves
+// passing starts its hold again. It follows the health endpoint with blocking
+// queries, so it reacts to changes as Consul records them. When ctx ends first, the
+// error wraps ctx.Err() and names each instance not yet held with its last status and
+// check output.
+func (c *Client) WaitPassing(ctx context.Context, service string, ids []string, hold time.Duration) error {
+	if service == "" {
+		return errors.New("wait passing: empty service name")
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	w := &passingWait{hold: hold, since: map[string]time.Time{}, last: map[string]Instance{}}
+	for _, id := range ids {
+		w.last[id] = Instance{ID: id, Status: StatusCritical, Output: "not registered"}
+	}
+
+	var index uint64
+	for {
+		// Wake at the earliest hold expiry even if nothing changes in Consul.
+		wait := maxBlock
+		if d, ok := w.nextDeadline(time.Now()); ok && d < wait {
+			wait = d
+		}
+		if wait > 0 {
+			q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+			entries, meta, err := c.api.Health().Service(service, "", false, q)
+			if err != nil {
+				if ctx.Err() != nil {
+					return w.timeoutError(service, ctx.Err())
+				}
+				return fmt.Errorf("wait for %s passing (%s): %w", service, strings.Join(ids, ", "), c.classify(ctx, err))
+			}
+			// A lower index means Consul's state was reset (restart, snapshot
+			// restore): start over from a fresh, non-blocking read.
+			if meta.LastIndex < index {
+				index = 0
+			} else {
+				index = meta.LastIndex
+			}
+			w.observe(entries, time.Now())
+		}
+		if w.done(time.Now()) {
+			c.log.Debug("instances passing", "service", service, "instances", ids, "hold", hold)
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return w.timeoutError(service, err)
+		}
+	}
+}
+
+// passingWait tracks, per instance, since when it has been seen passing.
+type passingWait struct {
+	hold  time.Duration
+	since map[string]time.Time // zero: not passing
+	last  map[string]Instance  // last state seen, for the timeout message
+}
+
+func (w *passingWait) observe(entries []*api.ServiceEntry, now time.Time) {
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.Service == nil {
+			continue
+		}
+		id := e.Service.ID
+		if _, wanted := w.last[id]; !wanted {
+			continue
+		}
+		seen[id] = true
+		status, output := aggregate(e.Checks)
+		w.last[id] = Instance{ID: id, Status: status, Output: output}
+		if status != StatusPassing {
+			w.since[id] = time.Time{}
+		} else if w.since[id].IsZero() {
+			w.since[id] = now
+		}
+	}
+	for id := range w.last {
+		if !seen[id] {
+			w.last[id] = Instance{ID: id, Status: StatusCritical, Output: "not registered"}
+			w.since[id] = time.Time{}
+		}
+	}
+}
+
+// nextDeadline is how long until every instance has completed its hold, when all are
+// passing now; otherwise (false) only a change in Consul can end the wait.
+func (w *passingWait) nextDeadline(now time.Time) (time.Duration, bool) {
+	var longest time.Duration
+	for id := range w.last {
+		s := w.since[id]
+		if s.IsZero() {
+			return 0, false
+		}
+		if left := w.hold - now.Sub(s); left > longest {
+			longest = left
+		}
+	}
+	return longest, true
+}
+
+func (w *passingWait) done(now time.Time) bool {
+	left, ok := w.nextDeadline(now)
+	return ok && left <= 0
+}
+
+func (w *passingWait) timeoutError(service string, cause error) error {
+	now := time.Now()
+	ids := make([]string, 0, len(w.last))
+	for id := range w.last {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var pending []string
+	for _, id := range ids {
+		inst := w.last[id]
+		switch s := w.since[id]; {
+		case !s.IsZero() && now.Sub(s) >= w.hold:
+			continue
+		case !s.IsZero():
+			pending = append(pending, fmt.Sprintf("%s passing for %s of %s", id, now.Sub(s).Round(time.Millisecond), w.hold))
+		case inst.Output != "":
+			pending = append(pending, fmt.Sprintf("%s %s: %s", id, inst.Status, strings.TrimSpace(inst.Output)))
+		default:
+			pending = append(pending, fmt.Sprintf("%s %s", id, inst.Status))
+		}
+	}
+	return fmt.Errorf("wait for %s passing: not passing: %s: %w", service, strings.Join(pending, "; "), cause)
+}

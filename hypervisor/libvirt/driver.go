@@ -1,0 +1,556 @@
+// Package libvirt runs Drover's VMs as persistent libvirt domains (libvirt-go-module
+// and libvirtxml). Drover's metadata lives in each domain's <metadata>, so the domains
+// themselves are the record of what Drover made: a restarted Drover rebuilds its view
+// with List, and a domain without that metadata is never touched.
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"libvirt.org/go/libvirt"
+
+	"github.com/drover-dev/drover/hypervisor"
+)
+
+// DefaultURI is the libvirt connection used when Config.URI is empty.
+const DefaultURI = "qemu:///system"
+
+// ErrInvalidSpec is returned by Create for a spec that cannot be created; nothing was made.
+var ErrInvalidSpec = errors.New("invalid vm spec")
+
+// ErrExists is returned by Create when a domain of that name is already defined.
+var ErrExists = errors.New("vm already exists")
+
+// Config says where the driver works.
+type Config struct {
+	URI      string // libvirt connection URI; DefaultURI if empty
+	StateDir string // overlays and console logs go under StateDir/libvirt
+}
+
+// Driver creates, observes and removes Drover's VMs through one libvirt connection.
+// It is safe for concurrent use; calls on the same VM name are serialised.
+type Driver struct {
+	uri      string
+	dir      string // StateDir/libvirt, absolute: libvirtd resolves paths itself
+	log      *slog.Logger
+	virtType string
+
+	// pickPort and now are fields so tests can take a port away and fix the clock.
+	pickPort func() (int, error)
+	now      func() time.Time
+
+	connMu sync.Mutex
+	conn   *libvirt.Connect
+	dead   []*libvirt.Connect // replaced connections, closed by Close
+
+	locks nameLocks
+
+	portMu   sync.Mutex
+	reserved map[int]bool // host ports handed to Creates still in flight
+}
+
+// New connects to libvirt at cfg.URI and decides between KVM and TCG once.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
+	if cfg.URI == "" {
+		cfg.URI = DefaultURI
+	}
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("libvirt driver: no state directory")
+	}
+	if log == nil {
+		return nil, fmt.Errorf("libvirt driver: no logger")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("libvirt driver: %w", err)
+	}
+	stateDir, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt driver: state directory %s: %w", cfg.StateDir, err)
+	}
+	dir := filepath.Join(stateDir, "libvirt")
+	// World-traversable: QEMU runs as its own user (libvirt-qemu on Debian) and must
+	// reach the overlays and console logs in here.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("libvirt driver: create state directory: %w", err)
+	}
+	conn, err := connect(cfg.URI)
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{
+		uri:      cfg.URI,
+		dir:      dir,
+		log:      log.With("driver", "libvirt", "uri", cfg.URI),
+		pickPort: hypervisor.FreeLocalPort,
+		now:      time.Now,
+		conn:     conn,
+		locks:    nameLocks{m: map[string]*nameLock{}},
+		reserved: map[int]bool{},
+	}
+	d.virtType = chooseVirtType(conn, cfg.URI, d.log)
+	d.log.Info("connected to libvirt", "virt_type", d.virtType, "state_dir", dir)
+	return d, nil
+}
+
+func connect(uri string) (*libvirt.Connect, error) {
+	conn, err := libvirt.NewConnect(uri)
+	if err != nil {
+		return nil, fmt.Errorf("connect to libvirt at %s (is libvirtd running?): %w", uri, err)
+	}
+	return conn, nil
+}
+
+// chooseVirtType picks KVM only when this host has usable KVM and libvirt agrees it can
+// give it to QEMU: libvirtd checks /dev/kvm as the user QEMU runs as, which may lack
+// the access this process has.
+func chooseVirtType(conn *libvirt.Connect, uri string, log *slog.Logger) string {
+	if !isQEMUURI(uri) {
+		return virtTCG
+	}
+	if !hypervisor.KVMAvailable() {
+		log.Info("/dev/kvm is not usable: guests run under TCG")
+		return virtTCG
+	}
+	if _, err := conn.GetDomainCapabilities("", "x86_64", "q35", virtKVM, 0); err != nil {
+		log.Warn("libvirt cannot give KVM to QEMU: guests run under TCG", "err", err)
+		return virtTCG
+	}
+	return virtKVM
+}
+
+// Close releases the libvirt connection. VMs keep running.
+func (d *Driver) Close() error {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	var errs []error
+	for _, c := range append(d.dead, d.conn) {
+		if c == nil {
+			continue
+		}
+		if _, err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.conn, d.dead = nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close libvirt connection %s: %w", d.uri, err)
+	}
+	return nil
+}
+
+// connection returns a live connection, reconnecting once libvirt has reported the
+// old one broken (libvirtd restarted). The old one is kept, not closed, because other
+// calls may still hold it; Close releases it.
+func (d *Driver) connection() (*libvirt.Connect, error) {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	if d.conn == nil {
+		return nil, fmt.Errorf("libvirt driver for %s is closed", d.uri)
+	}
+	if alive, err := d.conn.IsAlive(); err == nil && alive {
+		return d.conn, nil
+	}
+	conn, err := connect(d.uri)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Warn("reconnected to libvirt")
+	d.dead = append(d.dead, d.conn)
+	d.conn = conn
+	return conn, nil
+}
+
+// Create defines a persistent domain for spec and starts it. On any failure it removes
+// everything it made (domain, overlay, console log) before returning.
+func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor.VM, err error) {
+	if verr := validateSpec(spec); verr != nil {
+		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("create vm %s: %w", spec.Name, err)
+		}
+	}()
+	unlock := d.locks.lock(spec.Name)
+	defer unlock()
+	log := d.log.With("vm", spec.Name, "service", spec.Meta.Service)
+
+	conn, err := d.connection()
+	if err != nil {
+		return hypervisor.VM{}, err
+	}
+	if dom, lerr := conn.LookupDomainByName(spec.Name); lerr == nil {
+		dom.Free()
+		return hypervisor.VM{}, ErrExists
+	} else if !isVirErr(lerr, libvirt.ERR_NO_DOMAIN) {
+		return hypervisor.VM{}, fmt.Errorf("look up domain: %w", lerr)
+	}
+
+	made := &leftovers{log: log}
+	defer func() {
+		if err != nil {
+			made.remove()
+		}
+	}()
+
+	created := spec.Meta.Created
+	if created.IsZero() {
+		created = d.now()
+	}
+	// Rounded as the metadata stores it, so Create and List report the same time.
+	created = created.UTC().Truncate(time.Second)
+
+	p := domainParams{
+		spec:       spec,
+		virtType:   d.virtType,
+		consoleLog: filepath.Join(d.dir, consoleLogName(spec.Name)),
+		meta: vmMetadata{
+			Service:     spec.Meta.Service,
+			SpecHash:    spec.Meta.SpecHash,
+			Revision:    spec.Meta.Revision,
+			Version:     spec.Meta.Version,
+			Created:     created.Format(time.RFC3339),
+			NetworkMode: spec.Network.Mode,
+			GuestPort:   spec.GuestPort,
+		},
+	}
+	p.meta.ConsoleLog = p.consoleLog
+	// No domain of this name exists, so files under its names are leftovers of a
+	// Drover that died mid-create.
+	made.files = append(made.files, p.consoleLog)
+	made.remove()
+
+	if spec.Disk != "" {
+		if p.backingFmt, err = probeImage(ctx, spec.Disk); err != nil {
+			return hypervisor.VM{}, err
+		}
+		p.overlay = filepath.Join(d.dir, overlayName(spec.Name))
+		p.meta.Overlay = p.overlay
+		made.files = append(made.files, p.overlay)
+		if err := createOverlay(ctx, p.overlay, spec.Disk, p.backingFmt); err != nil {
+			return hypervisor.VM{}, err
+		}
+		// QEMU runs as another user; libvirt hands it the overlay, but only a
+		// readable file survives a security driver that is turned off.
+		if err := os.Chmod(p.overlay, 0o644); err != nil {
+			return hypervisor.VM{}, fmt.Errorf("overlay %s: %w", p.overlay, err)
+		}
+	}
+
+	user := spec.Network.Mode == hypervisor.NetworkUser
+	var ports []int
+	defer d.releasePorts(&ports)
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return hypervisor.VM{}, err
+		}
+		if user {
+			port, err := d.reservePort()
+			if err != nil {
+				return hypervisor.VM{}, err
+			}
+			ports = append(ports, port)
+			p.hostPort, p.meta.HostPort = port, port
+		}
+		xml, err := domainXML(p)
+		if err != nil {
+			return hypervisor.VM{}, err
+		}
+		dom, err := conn.DomainDefineXMLFlags(xml, libvirt.DOMAIN_DEFINE_VALIDATE)
+		if err != nil {
+			return hypervisor.VM{}, fmt.Errorf("define domain: %w", err)
+		}
+		made.dom = dom
+		serr := dom.Create()
+		if serr == nil {
+			break
+		}
+		// QEMU reports a taken hostfwd port only as text; whether the port is
+		// bound now is the check that does not depend on its wording.
+		if !user || attempt >= maxPortAttempts || !portInUse(p.hostPort) {
+			return hypervisor.VM{}, fmt.Errorf("start domain: %w", serr)
+		}
+		log.Warn("host port was taken before the vm started; trying another", "host_port", p.hostPort, "attempt", attempt)
+		if err := made.undefine(); err != nil {
+			return hypervisor.VM{}, err
+		}
+	}
+
+	vm := hypervisor.VM{
+		Name: spec.Name,
+		Meta: hypervisor.Metadata{
+			Service:  spec.Meta.Service,
+			SpecHash: spec.Meta.SpecHash,
+			Revision: spec.Meta.Revision,
+			Version:  spec.Meta.Version,
+			Created:  created,
+		},
+		State: observeState(made.dom),
+	}
+	vm.Address, vm.Port = d.endpoint(made.dom, p.meta, vm.State)
+	made.dom.Free()
+	made.dom = nil
+	log.Info("vm created", "virt_type", d.virtType, "host_port", p.hostPort)
+	return vm, nil
+}
+
+// maxPortAttempts bounds the retries when the picked host port is taken between
+// picking and QEMU binding it.
+const maxPortAttempts = 5
+
+func overlayName(vm string) string    { return vm + ".qcow2" }
+func consoleLogName(vm string) string { return vm + ".console.log" }
+
+// leftovers is what a Create has made so far, removed if it fails.
+type leftovers struct {
+	log   *slog.Logger
+	dom   *libvirt.Domain
+	files []string
+}
+
+func (l *leftovers) remove() {
+	if l.dom != nil {
+		if active, err := l.dom.IsActive(); err == nil && active {
+			if err := l.dom.Destroy(); err != nil {
+				l.log.Error("clean up failed create: stop domain", "err", err)
+			}
+		}
+		if err := l.undefine(); err != nil {
+			l.log.Error("clean up failed create", "err", err)
+		}
+	}
+	for _, f := range l.files {
+		if err := removeFileAndRotations(f); err != nil {
+			l.log.Error("clean up failed create", "err", err)
+		}
+	}
+}
+
+func (l *leftovers) undefine() error {
+	defer func() {
+		l.dom.Free()
+		l.dom = nil
+	}()
+	if err := undefine(l.dom); err != nil {
+		return err
+	}
+	return nil
+}
+
+// undefine removes a domain's definition and whatever libvirt keeps beside it.
+func undefine(dom *libvirt.Domain) error {
+	const all = libvirt.DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+		libvirt.DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | libvirt.DOMAIN_UNDEFINE_NVRAM
+	err := dom.UndefineFlags(all)
+	if isVirErr(err, libvirt.ERR_INVALID_ARG) || isVirErr(err, libvirt.ERR_NO_SUPPORT) {
+		// Not every libvirt driver knows every flag (the test driver lacks NVRAM
+		// and checkpoints); the ones it lacks name things it cannot have.
+		err = dom.UndefineFlags(libvirt.DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+	}
+	if err != nil {
+		return fmt.Errorf("undefine domain: %w", err)
+	}
+	return nil
+}
+
+// removeFileAndRotations removes path and the numbered copies virtlogd rotates it into.
+func removeFileAndRotations(path string) error {
+	rotated, _ := filepath.Glob(path + ".[0-9]*")
+	var errs []error
+	for _, f := range append([]string{path}, rotated...) {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// List returns every domain carrying Drover's metadata, running or not, sorted by name.
+func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list vms: %w", err)
+	}
+	conn, err := d.connection()
+	if err != nil {
+		return nil, fmt.Errorf("list vms: %w", err)
+	}
+	doms, err := conn.ListAllDomains(0)
+	if err != nil {
+		return nil, fmt.Errorf("list vms: list domains: %w", err)
+	}
+	defer func() {
+		for i := range doms {
+			doms[i].Free()
+		}
+	}()
+	vms := make([]hypervisor.VM, 0, len(doms))
+	for i := range doms {
+		vm, _, err := d.observe(&doms[i])
+		switch {
+		case err == nil:
+			vms = append(vms, vm)
+		case errors.Is(err, errNoMetadata), errors.Is(err, hypervisor.ErrNotFound):
+			// Not Drover's, or gone since the listing.
+		case errors.Is(err, errBadMetadata):
+			d.log.Warn("skipping domain with unreadable drover metadata", "err", err)
+		default:
+			return nil, fmt.Errorf("list vms: %w", err)
+		}
+	}
+	sort.Slice(vms, func(i, j int) bool { return vms[i].Name < vms[j].Name })
+	return vms, nil
+}
+
+// Get returns one managed VM: hypervisor.ErrNotFound if no domain has that name,
+// hypervisor.ErrNotManaged if it is not Drover's.
+func (d *Driver) Get(ctx context.Context, name string) (hypervisor.VM, error) {
+	if err := ctx.Err(); err != nil {
+		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
+	}
+	dom, _, err := d.lookupManaged(name)
+	if err != nil {
+		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
+	}
+	defer dom.Free()
+	vm, _, err := d.observe(dom)
+	if err != nil {
+		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
+	}
+	return vm, nil
+}
+
+// Shutdown presses the VM's ACPI power button and waits up to timeout for it to
+// power off, then pulls the plug. The domain stays defined.
+func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+	unlock := d.locks.lock(name)
+	defer unlock()
+	dom, _, err := d.lookupManaged(name)
+	if err != nil {
+		return fmt.Errorf("shut down vm %s: %w", name, err)
+	}
+	defer dom.Free()
+	log := d.log.With("vm", name)
+
+	off, err := isOff(dom)
+	if err != nil || off {
+		return wrapf(err, "shut down vm %s", name)
+	}
+	if err := dom.ShutdownFlags(libvirt.DOMAIN_SHUTDOWN_ACPI_POWER_BTN); err != nil {
+		// The guest may have stopped meanwhile, or not be far enough to take
+		// ACPI; either way the wait below decides.
+		log.Warn("acpi shutdown request failed", "err", err)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		off, err := isOff(dom)
+		if err != nil || off {
+			return wrapf(err, "shut down vm %s", name)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shut down vm %s: %w", name, ctx.Err())
+		case <-timer.C:
+			log.Warn("vm did not power off in time; forcing it off", "timeout", timeout)
+			return wrapf(forceOff(dom), "shut down vm %s", name)
+		case <-tick.C:
+		}
+	}
+}
+
+// Destroy stops a managed VM if it runs, removes its overlay and console log, and
+// undefines it. A domain that is not Drover's is refused with hypervisor.ErrNotManaged.
+func (d *Driver) Destroy(ctx context.Context, name string) error {
+	unlock := d.locks.lock(name)
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	dom, meta, err := d.lookupManaged(name)
+	if err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	defer dom.Free()
+	if err := forceOff(dom); err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	// Files go before the definition: the definition is the only record of them,
+	// so a Destroy interrupted here is finished by the next one.
+	var errs []error
+	for _, f := range []struct{ path, want string }{
+		{meta.Overlay, overlayName(name)}, {meta.ConsoleLog, consoleLogName(name)},
+	} {
+		if f.path == "" {
+			continue
+		}
+		// Never delete what Drover would not have made, whatever the metadata says.
+		if filepath.Base(f.path) != f.want || !filepath.IsAbs(f.path) {
+			d.log.Warn("not removing unexpected file named in metadata", "vm", name, "path", f.path)
+			continue
+		}
+		if err := removeFileAndRotations(f.path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroy vm %s: remove files: %w", name, err)
+	}
+	if err := undefine(dom); err != nil {
+		if isVirErr(err, libvirt.ERR_NO_DOMAIN) {
+			return nil
+		}
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	d.log.Info("vm destroyed", "vm", name)
+	return nil
+}
+
+// forceOff stops a domain hard; one already off is fine.
+func forceOff(dom *libvirt.Domain) error {
+	off, err := isOff(dom)
+	if err != nil || off {
+		return err
+	}
+	if err := dom.DestroyFlags(libvirt.DOMAIN_DESTROY_DEFAULT); err != nil {
+		// It may have stopped on its own between the two calls.
+		if off, oerr := isOff(dom); oerr == nil && off {
+			return nil
+		}
+		return fmt.Errorf("stop domain: %w", err)
+	}
+	return nil
+}
+
+// isOff reports whether a domain is not running; a domain that vanished is off.
+func isOff(dom *libvirt.Domain) (bool, error) {
+	active, err := dom.IsActive()
+	if isVirErr(err, libvirt.ERR_NO_DOMAIN) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("domain state: %w", err)
+	}
+	return !active, nil
+}
+
+func wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}
+
+func isVirErr(err error, code libvirt.ErrorNumber) bool {
+	var verr libvirt.Error
+	return errors.As(err, &verr) && verr.Code == code
+}

@@ -1,0 +1,479 @@
+package reconciler_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/libvirt"
+	"github.com/drover-dev/drover/reconciler"
+	"github.com/drover-dev/drover/sources"
+	"github.com/drover-dev/drover/testenv"
+)
+
+// world is one end-to-end environment: libvirt qemu:///system, a fresh Consul dev agent,
+// a git repository and the test golden images, with a reconciler wired to them.
+type world struct {
+	t        *testing.T
+	images   testenv.GuestImages
+	repo     *testenv.Repo
+	consul   *testenv.ConsulAgent
+	reg      *discovery.Client
+	hv       *libvirt.Driver
+	cache    *sources.ImageCache
+	rec      *reconciler.Reconciler
+	stateDir string
+	log      *slog.Logger
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	uri := testenv.Libvirt(t)
+	w := &world{t: t, images: testenv.Images(t), consul: testenv.Consul(t), repo: testenv.NewRepo(t)}
+	w.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w.stateDir = t.TempDir()
+	var err error
+	if w.hv, err = libvirt.New(t.Context(), libvirt.Config{URI: uri, StateDir: w.stateDir}, w.log); err != nil {
+		t.Fatalf("libvirt: %v", err)
+	}
+	if w.reg, err = discovery.New(discovery.Config{Address: w.consul.Addr}, w.log); err != nil {
+		t.Fatalf("discovery: %v", err)
+	}
+	if w.cache, err = sources.NewImageCache(filepath.Join(w.stateDir, "images"), nil, w.log); err != nil {
+		t.Fatalf("image cache: %v", err)
+	}
+	w.rec = w.newReconciler()
+	t.Cleanup(func() {
+		// Whatever a failed test left behind goes, so the next test starts clean.
+		ctx := context.Background()
+		vms, _ := w.hv.List(ctx)
+		for _, vm := range vms {
+			if strings.HasPrefix(vm.Meta.Service, "e2e-") {
+				_ = w.hv.Destroy(ctx, vm.Name)
+			}
+		}
+		_ = w.hv.Close()
+	})
+	return w
+}
+
+func (w *world) newReconciler() *reconciler.Reconciler {
+	rec, err := reconciler.New(reconciler.Config{
+		Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log,
+		PruneDrain: 200 * time.Millisecond, PruneShutdownTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return rec
+}
+
+func (w *world) source(url string) *sources.Git {
+	w.t.Helper()
+	src, err := sources.NewGit(sources.GitConfig{URL: url, Branch: "main", Path: "fleet.yaml", Dir: filepath.Join(w.stateDir, "git")}, w.log)
+	if err != nil {
+		w.t.Fatalf("git source: %v", err)
+	}
+	return src
+}
+
+func (w *world) commit(fleet string) string {
+	return w.repo.Commit(w.t, map[string]string{"fleet.yaml": fleet}, "fleet")
+}
+
+// converge runs passes like `drover run --once`.
+func (w *world) converge(src reconciler.Source) error {
+	ctx, cancel := context.WithTimeout(w.t.Context(), 4*time.Minute)
+	defer cancel()
+	r := &reconciler.Runner{Source: src, Reconciler: w.rec, Interval: time.Second, Once: true, Log: w.log}
+	return r.Run(ctx)
+}
+
+func (w *world) vms(service string) []hypervisor.VM {
+	w.t.Helper()
+	all, err := w.hv.List(w.t.Context())
+	if err != nil {
+		w.t.Fatalf("list vms: %v", err)
+	}
+	var out []hypervisor.VM
+	for _, vm := range all {
+		if vm.Meta.Service == service {
+			out = append(out, vm)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (w *world) vmNames(service string) []string {
+	var out []string
+	for _, vm := range w.vms(service) {
+		out = append(out, vm.Name)
+	}
+	return out
+}
+
+func (w *world) instances(service string) []discovery.Instance {
+	w.t.Helper()
+	all, err := w.reg.Instances(w.t.Context(), reconciler.Tag)
+	if err != nil {
+		w.t.Fatalf("consul instances: %v", err)
+	}
+	var out []discovery.Instance
+	for _, in := range all {
+		if in.Service == service {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// expectServing asserts that service runs exactly n VMs of version at revision, each
+// registered, passing and answering /healthz with its version.
+func (w *world) expectServing(service, version, revision string, n int) {
+	w.t.Helper()
+	vms := w.vms(service)
+	if len(vms) != n {
+		w.t.Fatalf("%s: got %d VMs %v, want %d", service, len(vms), w.vmNames(service), n)
+	}
+	byID := map[string]discovery.Instance{}
+	for _, in := range w.instances(service) {
+		byID[in.ID] = in
+	}
+	if len(byID) != n {
+		w.t.Fatalf("%s: got %d consul instances, want %d", service, len(byID), n)
+	}
+	for _, vm := range vms {
+		in, ok := byID[vm.Name]
+		switch {
+		case !ok:
+			w.t.Errorf("%s: VM %s has no consul instance", service, vm.Name)
+		case in.Status != discovery.StatusPassing:
+			w.t.Errorf("%s: instance %s is %s, want passing", service, vm.Name, in.Status)
+		case in.Meta["version"] != version || in.Meta["revision"] != revision || in.Meta["spec_hash"] != vm.Meta.SpecHash:
+			w.t.Errorf("%s: instance %s meta %v, want version %s revision %s spec_hash %s", service, vm.Name, in.Meta, version, revision, vm.Meta.SpecHash)
+		}
+		if vm.Meta.Version != version || vm.Meta.Revision != revision {
+			w.t.Errorf("%s: VM %s metadata %+v, want version %s revision %s", service, vm.Name, vm.Meta, version, revision)
+		}
+		if !strings.HasPrefix(vm.Name, service+"-"+vm.Meta.SpecHash[:8]+"-") {
+			w.t.Errorf("VM name %s does not follow <service>-<spec hash 8>-<suffix>", vm.Name)
+		}
+	}
+	passing, err := w.reg.PassingCount(w.t.Context(), service)
+	if err != nil || passing != n {
+		w.t.Errorf("%s: passing count %d (err %v), want %d", service, passing, err, n)
+	}
+}
+
+// expectNoTrace asserts nothing of the named VMs is left: domain, registration, files.
+func (w *world) expectNoTrace(names []string) {
+	w.t.Helper()
+	all, _ := w.hv.List(w.t.Context())
+	for _, vm := range all {
+		if slices.Contains(names, vm.Name) {
+			w.t.Errorf("VM %s still exists", vm.Name)
+		}
+	}
+	ins, _ := w.reg.Instances(w.t.Context(), reconciler.Tag)
+	for _, in := range ins {
+		if slices.Contains(names, in.ID) {
+			w.t.Errorf("consul instance %s still registered", in.ID)
+		}
+	}
+	filepath.WalkDir(w.stateDir, func(path string, d os.DirEntry, err error) error {
+		for _, n := range names {
+			if err == nil && strings.Contains(d.Name(), n) {
+				w.t.Errorf("file %s of removed VM %s left behind", path, n)
+			}
+		}
+		return nil
+	})
+}
+
+// watchPassing polls Consul every 100 ms like a client would and records the fewest
+// passing instances seen once the service first had `floor` passing.
+type passingWatch struct {
+	min     atomic.Int64
+	samples atomic.Int64
+	stop    func()
+}
+
+func (w *world) watchPassing(service string) *passingWatch {
+	pw := &passingWatch{}
+	pw.min.Store(1 << 30)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			n, err := w.reg.PassingCount(ctx, service)
+			if err == nil {
+				pw.samples.Add(1)
+				if int64(n) < pw.min.Load() {
+					pw.min.Store(int64(n))
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	pw.stop = func() { cancel(); wg.Wait() }
+	return pw
+}
+
+func TestE2EDeployUpdateFailFix(t *testing.T) {
+	w := newWorld(t)
+	const svc = "e2e-web"
+	src := w.source(w.repo.URL())
+	web := testenv.Service{Name: svc, Version: "1", Replicas: 2, Drain: 500 * time.Millisecond}
+
+	rev1 := w.commit(w.images.FleetYAML(web))
+	if err := w.converge(src); err != nil {
+		t.Fatalf("deploy v1: %v", err)
+	}
+	w.expectServing(svc, "1", rev1, 2)
+	v1 := w.vmNames(svc)
+
+	// No-op: a pass over a matching fleet changes nothing.
+	res, err := w.rec.Pass(t.Context(), sources.Revision{Commit: rev1, Fleet: mustFleet(t, w.images.FleetYAML(web))})
+	if err != nil || res.Changed || res.Err != nil {
+		t.Fatalf("no-op pass: changed=%v err=%v/%v\n%s", res.Changed, err, res.Err, res.Plan)
+	}
+
+	watch := w.watchPassing(svc)
+	web.Version = "2"
+	rev2 := w.commit(w.images.FleetYAML(web))
+	if err := w.converge(src); err != nil {
+		t.Fatalf("roll out v2: %v", err)
+	}
+	w.expectServing(svc, "2", rev2, 2)
+	w.expectNoTrace(v1)
+	v2 := w.vmNames(svc)
+
+	// v3 never becomes healthy: rolled back by healthy_deadline, v2 keeps serving.
+	bad := web
+	bad.Version, bad.Unhealthy, bad.HealthyDeadline = "3", true, 12*time.Second
+	rev3 := w.commit(w.images.FleetYAML(bad))
+	err = w.converge(src)
+	var rerr *reconciler.RolloutError
+	if !errors.As(err, &rerr) || !rerr.RolledBack || rerr.Revision != rev3 {
+		t.Fatalf("v3: got %v, want a rolled back RolloutError at %s", err, rev3)
+	}
+	if got := w.vmNames(svc); !slices.Equal(got, v2) {
+		t.Fatalf("after failed v3: VMs %v, want the v2 VMs %v", got, v2)
+	}
+	w.expectServing(svc, "2", rev2, 2)
+
+	// The failed revision is held: passes on the same commit do not create VMs.
+	for range 2 {
+		err = w.converge(src)
+		var held *reconciler.HeldError
+		if !errors.As(err, &held) {
+			t.Fatalf("pass on held revision: got %v, want HeldError", err)
+		}
+		if got := w.vmNames(svc); !slices.Equal(got, v2) {
+			t.Fatalf("held revision created VMs: %v, want %v", got, v2)
+		}
+	}
+
+	web.Version = "4"
+	rev4 := w.commit(w.images.FleetYAML(web))
+	if err := w.converge(src); err != nil {
+		t.Fatalf("roll out v4: %v", err)
+	}
+	w.expectServing(svc, "4", rev4, 2)
+	w.expectNoTrace(v2)
+
+	watch.stop()
+	if watch.samples.Load() < 20 || watch.min.Load() < 2 {
+		t.Errorf("watcher: %d samples, min passing %d; want >= 2 passing throughout", watch.samples.Load(), watch.min.Load())
+	}
+	t.Logf("watcher: %d samples, min passing %d", watch.samples.Load(), watch.min.Load())
+}
+
+func TestE2EScaleAndPrune(t *testing.T) {
+	w := newWorld(t)
+	src := w.source(w.repo.URL())
+	a := testenv.Service{Name: "e2e-scale", Version: "1", Replicas: 2}
+	b := testenv.Service{Name: "e2e-prune", Version: "1", Replicas: 1}
+
+	rev := w.commit(w.images.FleetYAML(a, b))
+	if err := w.converge(src); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	w.expectServing(a.Name, "1", rev, 2)
+	w.expectServing(b.Name, "1", rev, 1)
+	first := w.vmNames(a.Name)
+	pruned := w.vmNames(b.Name)
+
+	a.Replicas = 3
+	w.commit(w.images.FleetYAML(a, b))
+	if err := w.converge(src); err != nil {
+		t.Fatalf("scale to 3: %v", err)
+	}
+	three := w.vmNames(a.Name)
+	if len(three) != 3 || !isSubset(first, three) {
+		t.Fatalf("scale 2->3: VMs %v, want the original %v plus one", three, first)
+	}
+	w.expectServing(a.Name, "1", rev, 3)
+
+	// replicas 3 -> 1 and service b removed from the fleet, in one commit.
+	a.Replicas = 1
+	w.commit(w.images.FleetYAML(a))
+	if err := w.converge(src); err != nil {
+		t.Fatalf("scale to 1 and prune: %v", err)
+	}
+	one := w.vmNames(a.Name)
+	if len(one) != 1 || !isSubset(one, three) {
+		t.Fatalf("scale 3->1: VMs %v, want one of %v", one, three)
+	}
+	// The oldest keeps serving; the VM added by the scale-up goes first.
+	if !slices.Contains(first, one[0]) {
+		t.Errorf("scale 3->1 kept %s, want one of the original %v", one[0], first)
+	}
+	w.expectServing(a.Name, "1", rev, 1)
+	w.expectNoTrace(pruned)
+	if ins := w.instances(b.Name); len(ins) != 0 {
+		t.Errorf("pruned service still has instances: %v", ins)
+	}
+}
+
+func TestE2EBadInputChangesNothing(t *testing.T) {
+	w := newWorld(t)
+	src := w.source(w.repo.URL())
+	web := testenv.Service{Name: "e2e-bad", Version: "1", Replicas: 1}
+	rev := w.commit(w.images.FleetYAML(web))
+	if err := w.converge(src); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	before := w.vmNames(web.Name)
+
+	good := w.images.FleetYAML(web)
+	cases := []struct {
+		name  string
+		fleet string
+		want  []string // substrings of the error
+	}{
+		{"invalid yaml", "services:\n  - name: [oops\n", []string{"fleet.yaml:2:"}},
+		{"unknown field", strings.Replace(good, "    replicas: 1\n", "    replicas: 1\n    replica: 2\n", 1), []string{"fleet.yaml:4:5", "replica"}},
+		{"bad sha256", strings.Replace(good, w.images.Initrd.SHA256, "abc123", 1), []string{"fleet.yaml:9:", "sha256"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			commit := w.commit(tc.fleet)
+			err := w.converge(src)
+			if err == nil {
+				t.Fatalf("converge on %s: no error", tc.name)
+			}
+			for _, want := range append(tc.want, commit[:7]) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+			if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+				t.Errorf("VMs changed: %v, want %v", got, before)
+			}
+		})
+	}
+
+	t.Run("checksum mismatch", func(t *testing.T) {
+		// A valid digest that is not the file's: nothing may boot from it.
+		wrong := strings.Repeat("0", 64)
+		fleet := strings.Replace(strings.Replace(good, w.images.Initrd.SHA256, wrong, 1), `version: "1"`, `version: "2"`, 1)
+		w.commit(fleet)
+		err := w.converge(src)
+		var sum *sources.ChecksumError
+		if !errors.As(err, &sum) || sum.Want != wrong || sum.Got != w.images.Initrd.SHA256 {
+			t.Fatalf("got %v, want a ChecksumError naming both digests", err)
+		}
+		if !strings.Contains(err.Error(), w.images.Initrd.URL()) {
+			t.Errorf("error %q does not name the URL", err)
+		}
+		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+			t.Errorf("VMs changed: %v, want %v", got, before)
+		}
+	})
+
+	t.Run("unreachable repository", func(t *testing.T) {
+		gone := w.source(filepath.Join(t.TempDir(), "no-such-repo"))
+		err := w.converge(gone)
+		if !errors.Is(err, sources.ErrFetch) {
+			t.Fatalf("got %v, want ErrFetch", err)
+		}
+		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+			t.Errorf("VMs changed: %v, want %v", got, before)
+		}
+	})
+
+	t.Run("consul down when a rollout starts", func(t *testing.T) {
+		web2 := web
+		web2.Version = "2"
+		w.commit(w.images.FleetYAML(web2))
+		if err := w.consul.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		err := w.converge(src)
+		if !errors.Is(err, discovery.ErrUnavailable) {
+			t.Fatalf("got %v, want discovery.ErrUnavailable", err)
+		}
+		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+			t.Errorf("VMs changed with consul down: %v, want %v", got, before)
+		}
+		// Consul back with its state lost: the healthy VM is registered again, not replaced.
+		if err := w.consul.Restart(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		w.commit(good)
+		if err := w.converge(src); err != nil {
+			t.Fatalf("converge after consul restart: %v", err)
+		}
+		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+			t.Errorf("VMs replaced after consul lost its state: %v, want %v", got, before)
+		}
+		w.expectServing(web.Name, "1", rev, 1)
+	})
+}
+
+func mustFleet(t *testing.T, yaml string) *sources.Fleet {
+	t.Helper()
+	f, err := sources.Parse("fleet.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func isSubset(small, big []string) bool {
+	for _, s := range small {
+		if !slices.Contains(big, s) {
+			return false
+		}
+	}
+	return true
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,81 @@
+package testenv
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Service describes one service of a test or demo fleet file running the test guest.
+type Service struct {
+	Name      string
+	Version   string
+	Replicas  int
+	Unhealthy bool // boot the initrd that never serves /healthz
+	MemoryMiB int  // default 128
+
+	MinHealthyTime  time.Duration
+	HealthyDeadline time.Duration // default 90s
+	Drain           time.Duration
+	ShutdownTimeout time.Duration // default 5s
+	AutoRollback    *bool         // default true
+	CheckInterval   time.Duration // default 500ms
+}
+
+// FleetYAML renders a fleet file (contract version 1) for services running the test
+// guest images: a kernel, an initrd and a cmdline carrying the version.
+func (g GuestImages) FleetYAML(services ...Service) string {
+	var b strings.Builder
+	if len(services) == 0 {
+		return "services: []\n"
+	}
+	b.WriteString("services:\n")
+	for _, s := range services {
+		initrd := g.Initrd
+		if s.Unhealthy {
+			initrd = g.UnhealthyInitrd
+		}
+		mem := s.MemoryMiB
+		if mem == 0 {
+			mem = 128
+		}
+		deadline := or(s.HealthyDeadline, 90*time.Second)
+		shutdown := or(s.ShutdownTimeout, 5*time.Second)
+		interval := or(s.CheckInterval, 500*time.Millisecond)
+		rollback := s.AutoRollback == nil || *s.AutoRollback
+		fmt.Fprintf(&b, `  - name: %s
+    version: %q
+    replicas: %d
+    cpus: 1
+    memory: %dMiB
+    image:
+      kernel: {url: %q, sha256: %q}
+      initrd: {url: %q, sha256: %q}
+      cmdline: %q
+    network:
+      mode: user
+    port: %d
+    check:
+      http: /healthz
+      interval: %s
+      timeout: %s
+    update:
+      strategy: blue-green
+      min_healthy_time: %s
+      healthy_deadline: %s
+      drain: %s
+      shutdown_timeout: %s
+      auto_rollback: %t
+`, s.Name, s.Version, s.Replicas, mem,
+			g.Kernel.URL(), g.Kernel.SHA256, initrd.URL(), initrd.SHA256, GuestCmdline(s.Version),
+			GuestPort, interval, interval, s.MinHealthyTime, deadline, s.Drain, shutdown, rollback)
+	}
+	return b.String()
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
