@@ -54,6 +54,20 @@ func aggregate(checks []*api.HealthCheck) (Status, string) {
 	return status, output
 }
 
+// checksByService groups the agent's checks by the service instance they belong to.
+func checksByService(checks map[string]*api.AgentCheck) map[string][]*api.HealthCheck {
+	out := map[string][]*api.HealthCheck{}
+	for _, ch := range checks {
+		if ch.ServiceID == "" {
+			continue
+		}
+		out[ch.ServiceID] = append(out[ch.ServiceID], &api.HealthCheck{
+			CheckID: ch.CheckID, Status: ch.Status, Output: ch.Output, Notes: ch.Notes,
+		})
+	}
+	return out
+}
+
 // Instances lists every service instance on the local agent that carries tag, with
 // its health from the agent's own checks. Sorted by ID.
 func (c *Client) Instances(ctx context.Context, tag string) ([]Instance, error) {
@@ -69,15 +83,7 @@ func (c *Client) Instances(ctx context.Context, tag string) ([]Instance, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list checks of instances tagged %s: %w", tag, c.classify(ctx, err))
 	}
-	byService := map[string][]*api.HealthCheck{}
-	for _, ch := range checks {
-		if ch.ServiceID == "" {
-			continue
-		}
-		byService[ch.ServiceID] = append(byService[ch.ServiceID], &api.HealthCheck{
-			CheckID: ch.CheckID, Status: ch.Status, Output: ch.Output, Notes: ch.Notes,
-		})
-	}
+	byService := checksByService(checks)
 	var out []Instance
 	for _, s := range services {
 		if !slices.Contains(s.Tags, tag) {

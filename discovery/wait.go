@@ -34,7 +34,7 @@ func (c *Client) WaitPassing(ctx context.Context, service string, ids []string, 
 
 	var index uint64
 	for {
-		// Wake at the earliest hold expiry even if nothing changes in Consul.
+		// Wake when the last hold completes even if nothing changes in Consul.
 		wait := maxBlock
 		if d, ok := w.nextDeadline(time.Now()); ok && d < wait {
 			wait = d
@@ -44,6 +44,7 @@ func (c *Client) WaitPassing(ctx context.Context, service string, ids []string, 
 			entries, meta, err := c.api.Health().Service(service, "", false, q)
 			if err != nil {
 				if ctx.Err() != nil {
+					c.freshOutputs(w)
 					return w.timeoutError(service, ctx.Err())
 				}
 				return fmt.Errorf("wait for %s passing (%s): %w", service, strings.Join(ids, ", "), c.classify(ctx, err))
@@ -56,12 +57,14 @@ func (c *Client) WaitPassing(ctx context.Context, service string, ids []string, 
 				index = meta.LastIndex
 			}
 			w.observe(entries, time.Now())
+			c.log.Debug("health of instances", "service", service, "index", index, "states", w.states())
 		}
 		if w.done(time.Now()) {
 			c.log.Debug("instances passing", "service", service, "instances", ids, "hold", hold)
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
+			c.freshOutputs(w)
 			return w.timeoutError(service, err)
 		}
 	}
@@ -103,6 +106,23 @@ func (w *passingWait) observe(entries []*api.ServiceEntry, now time.Time) {
 
 // nextDeadline is how long until every instance has completed its hold, when all are
 // passing now; otherwise (false) only a change in Consul can end the wait.
+func (w *passingWait) ids() []string {
+	ids := make([]string, 0, len(w.last))
+	for id := range w.last {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (w *passingWait) states() string {
+	states := make([]string, 0, len(w.last))
+	for _, id := range w.ids() {
+		states = append(states, id+"="+string(w.last[id].Status))
+	}
+	return strings.Join(states, " ")
+}
+
 func (w *passingWait) nextDeadline(now time.Time) (time.Duration, bool) {
 	var longest time.Duration
 	for id := range w.last {
@@ -122,15 +142,35 @@ func (w *passingWait) done(now time.Time) bool {
 	return ok && left <= 0
 }
 
+// freshOutputs replaces the outputs of instances not passing with the local agent's.
+// The agent syncs a check's output to the catalog only when its status changes (or
+// every check_update_interval, 5m by default), so an instance critical from the start
+// shows no output in health results; the agent knows why it fails. Best effort: the
+// caller's ctx is over, so this gets a short one of its own.
+func (c *Client) freshOutputs(w *passingWait) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	checks, err := c.api.Agent().ChecksWithFilterOpts("", (&api.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return
+	}
+	byService := checksByService(checks)
+	for id, inst := range w.last {
+		chs, ok := byService[id]
+		if !ok || inst.Status == StatusPassing {
+			continue
+		}
+		if status, output := aggregate(chs); status != StatusPassing && output != "" {
+			inst.Output = output
+			w.last[id] = inst
+		}
+	}
+}
+
 func (w *passingWait) timeoutError(service string, cause error) error {
 	now := time.Now()
-	ids := make([]string, 0, len(w.last))
-	for id := range w.last {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
 	var pending []string
-	for _, id := range ids {
+	for _, id := range w.ids() {
 		inst := w.last[id]
 		switch s := w.since[id]; {
 		case !s.IsZero() && now.Sub(s) >= w.hold:

@@ -25,7 +25,7 @@ import (
 // world is one end-to-end environment: libvirt qemu:///system, a fresh Consul dev agent,
 // a git repository and the test golden images, with a reconciler wired to them.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	images   testenv.GuestImages
 	repo     *testenv.Repo
 	consul   *testenv.ConsulAgent
@@ -37,7 +37,7 @@ type world struct {
 	log      *slog.Logger
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	uri := testenv.Libvirt(t)
 	w := &world{t: t, images: testenv.Images(t), consul: testenv.Consul(t), repo: testenv.NewRepo(t)}
@@ -470,7 +470,7 @@ func isSubset(small, big []string) bool {
 	return true
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()

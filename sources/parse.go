@@ -226,11 +226,14 @@ func (p *parser) mapping(n *yaml.Node, path, what string, allowed []string) (*bl
 		return nil, false
 	}
 	b := &block{node: n, path: path, fields: map[string]field{}}
-	p.collect(b, n, allowed, 0, true)
+	p.collect(b, n, allowed, 0, true, map[*yaml.Node]bool{n: true})
 	return b, true
 }
 
-func (p *parser) collect(b *block, n *yaml.Node, allowed []string, depth int, explicit bool) {
+// collect adds the fields of n to b. seen holds the mappings already collected: merging
+// one twice adds nothing, and skipping it keeps aliased merges from multiplying the work
+// (billion laughs).
+func (p *parser) collect(b *block, n *yaml.Node, allowed []string, depth int, explicit bool, seen map[*yaml.Node]bool) {
 	if depth > maxMergeDepth {
 		p.errorf(n, "merge keys (<<) nested too deep")
 		return
@@ -285,7 +288,10 @@ func (p *parser) collect(b *block, n *yaml.Node, allowed []string, depth int, ex
 				p.errorf(m, "merge key (<<) wants a mapping or a list of mappings, got %s", describe(m))
 				break
 			}
-			p.collect(b, s, allowed, depth+1, false)
+			if !seen[s] {
+				seen[s] = true
+				p.collect(b, s, allowed, depth+1, false, seen)
+			}
 		}
 	}
 }

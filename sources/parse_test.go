@@ -533,3 +533,21 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// Merges of merges of one anchor must not multiply the work: without the seen set
+// this parse would visit 10^8 mappings.
+func TestParseMergeBomb(t *testing.T) {
+	levels := []string{"&l0 {drain: 1s}"}
+	for i := 1; i <= 8; i++ {
+		alias := fmt.Sprintf("*l%d", i-1)
+		levels = append(levels, fmt.Sprintf("&l%d {<<: [%s]}", i, strings.TrimSuffix(strings.Repeat(alias+", ", 10), ", ")))
+	}
+	input := svc("update: {<<: [" + strings.Join(levels, ", ") + "]}")
+	f, err := Parse("f.yaml", []byte(input))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if got := f.Services[0].Update.Drain; got != time.Second {
+		t.Errorf("drain = %s, want 1s", got)
+	}
+}

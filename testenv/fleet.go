@@ -19,7 +19,7 @@ type Service struct {
 	Drain           time.Duration
 	ShutdownTimeout time.Duration // default 5s
 	AutoRollback    *bool         // default true
-	CheckInterval   time.Duration // default 500ms
+	CheckInterval   time.Duration // default 1s (Consul runs checks at most once a second)
 }
 
 // FleetYAML renders a fleet file (contract version 1) for services running the test
@@ -41,7 +41,7 @@ func (g GuestImages) FleetYAML(services ...Service) string {
 		}
 		deadline := or(s.HealthyDeadline, 90*time.Second)
 		shutdown := or(s.ShutdownTimeout, 5*time.Second)
-		interval := or(s.CheckInterval, 500*time.Millisecond)
+		interval := or(s.CheckInterval, time.Second)
 		rollback := s.AutoRollback == nil || *s.AutoRollback
 		fmt.Fprintf(&b, `  - name: %s
     version: %q

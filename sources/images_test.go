@@ -1,0 +1,341 @@
+package sources
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// imageServer serves content at every path but /missing, counting requests per path.
+// When block is set, a request sends a first chunk then waits for block to close or the
+// client to go away; started gets one value per request once the chunk is sent.
+type imageServer struct {
+	*httptest.Server
+	content  []byte
+	requests sync.Map // path -> *atomic.Int32
+	block    chan struct{}
+	started  chan string
+}
+
+func newImageServer(t *testing.T, content []byte) *imageServer {
+	t.Helper()
+	s := &imageServer{content: content, started: make(chan string, 16)}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := s.requests.LoadOrStore(r.URL.Path, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		if s.block == nil {
+			w.Write(s.content)
+			return
+		}
+		w.Write(s.content[:1])
+		w.(http.Flusher).Flush()
+		s.started <- r.URL.Path
+		select {
+		case <-s.block:
+			w.Write(s.content[1:])
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *imageServer) count(path string) int32 {
+	n, ok := s.requests.Load(path)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int32).Load()
+}
+
+func newCache(t *testing.T) (*ImageCache, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "images")
+	c, err := NewImageCache(dir, nil, nil)
+	if err != nil {
+		t.Fatalf("NewImageCache: %v", err)
+	}
+	return c, dir
+}
+
+// assertOnlyCached checks that the cache holds exactly these digests and nothing else,
+// no unfinished download included.
+func assertOnlyCached(t *testing.T, dir string, digests ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, ",") != strings.Join(digests, ",") {
+		t.Errorf("cache holds %v, want %v", got, digests)
+	}
+}
+
+func TestImageCacheGet(t *testing.T) {
+	content := []byte("golden image bytes")
+	digest := digestOf(content)
+	srv := newImageServer(t, content)
+	c, dir := newCache(t)
+	ctx := context.Background()
+
+	a := Artifact{URL: srv.URL + "/web.qcow2", SHA256: strings.ToUpper(digest)}
+	p, err := c.Get(ctx, a)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if want := filepath.Join(dir, "sha256", digest); p != want {
+		t.Errorf("path = %s, want %s", p, want)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("cached content = %q, %v; want %q", got, err, content)
+	}
+	for path, mode := range map[string]os.FileMode{p: 0o644, filepath.Dir(p): 0o755 | os.ModeDir, dir: 0o755 | os.ModeDir} {
+		if info, err := os.Stat(path); err != nil || info.Mode() != mode {
+			t.Errorf("mode of %s = %v, %v; want %v", path, info.Mode(), err, mode)
+		}
+	}
+
+	// A hit does not download again, whatever URL now points at the digest.
+	for _, url := range []string{a.URL, srv.URL + "/mirror.qcow2"} {
+		if p2, err := c.Get(ctx, Artifact{URL: url, SHA256: digest}); err != nil || p2 != p {
+			t.Errorf("second Get(%s) = %s, %v; want %s", url, p2, err, p)
+		}
+	}
+	if n, m := srv.count("/web.qcow2"), srv.count("/mirror.qcow2"); n != 1 || m != 0 {
+		t.Errorf("requests = %d and %d, want 1 and 0", n, m)
+	}
+	// So does a new cache on the same dir, as after a restart.
+	c2, err := NewImageCache(dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Get(ctx, a); err != nil || srv.count("/web.qcow2") != 1 {
+		t.Errorf("Get after restart = %v with %d requests; want a hit", err, srv.count("/web.qcow2"))
+	}
+	assertOnlyCached(t, dir, digest)
+}
+
+func TestImageCacheFileURL(t *testing.T) {
+	content := []byte("kernel bytes")
+	src := filepath.Join(t.TempDir(), "vmlinuz")
+	if err := os.WriteFile(src, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, dir := newCache(t)
+	p, err := c.Get(context.Background(), Artifact{URL: "file://" + src, SHA256: digestOf(content)})
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("cached content = %q, %v; want %q", got, err, content)
+	}
+	if info, err := os.Stat(p); err != nil || info.Mode() != 0o644 {
+		t.Errorf("mode = %v, %v; want 0644 even though the source is 0600", info.Mode(), err)
+	}
+	assertOnlyCached(t, dir, digestOf(content))
+}
+
+func TestImageCacheConcurrentGetsDownloadOnce(t *testing.T) {
+	content := []byte("shared image")
+	srv := newImageServer(t, content)
+	srv.block = make(chan struct{})
+	c, dir := newCache(t)
+	const callers = 8
+	joined := make(chan struct{}, callers)
+	c.joined = func(string) { joined <- struct{}{} }
+
+	a := Artifact{URL: srv.URL + "/shared.qcow2", SHA256: digestOf(content)}
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			_, err := c.Get(context.Background(), a)
+			errs <- err
+		}()
+	}
+	<-srv.started
+	for range callers - 1 {
+		<-joined
+	}
+	close(srv.block)
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Errorf("Get: %v", err)
+		}
+	}
+	if n := srv.count("/shared.qcow2"); n != 1 {
+		t.Errorf("requests = %d, want 1", n)
+	}
+	assertOnlyCached(t, dir, a.SHA256)
+}
+
+func TestImageCacheErrors(t *testing.T) {
+	content := []byte("real bytes")
+	srv := newImageServer(t, content)
+	wrong := digestOf([]byte("other bytes"))
+	missingFile := filepath.Join(t.TempDir(), "nope")
+
+	tests := []struct {
+		name     string
+		artifact Artifact
+		contains []string
+	}{
+		{"checksum mismatch", Artifact{URL: srv.URL + "/bad.qcow2", SHA256: wrong},
+			[]string{"checksum mismatch", srv.URL + "/bad.qcow2", wrong, digestOf(content)}},
+		{"HTTP 404", Artifact{URL: srv.URL + "/missing", SHA256: wrong},
+			[]string{srv.URL + "/missing", "404"}},
+		{"missing file", Artifact{URL: "file://" + missingFile, SHA256: wrong},
+			[]string{missingFile, "no such file"}},
+		{"directory", Artifact{URL: "file://" + t.TempDir(), SHA256: wrong},
+			[]string{"not a regular file"}},
+		{"unsupported scheme", Artifact{URL: "ftp://127.0.0.1/x", SHA256: wrong},
+			[]string{"ftp://127.0.0.1/x", "want a file://, http:// or https:// URL"}},
+		{"relative file URL", Artifact{URL: "file://images/x", SHA256: wrong},
+			[]string{"must be absolute"}},
+		{"bad digest", Artifact{URL: srv.URL + "/x", SHA256: "abc"},
+			[]string{`invalid sha256 "abc"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, dir := newCache(t)
+			p, err := c.Get(context.Background(), tt.artifact)
+			if err == nil {
+				t.Fatalf("Get = %s, want an error", p)
+			}
+			for _, s := range tt.contains {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+			assertOnlyCached(t, dir)
+		})
+	}
+	if n := srv.count("/x"); n != 0 {
+		t.Errorf("a request was sent for an artifact with an invalid digest")
+	}
+
+	t.Run("checksum error type", func(t *testing.T) {
+		c, _ := newCache(t)
+		_, err := c.Get(context.Background(), Artifact{URL: srv.URL + "/typed", SHA256: wrong})
+		var ce *ChecksumError
+		if !errors.As(err, &ce) || ce.URL != srv.URL+"/typed" || ce.Want != wrong || ce.Got != digestOf(content) {
+			t.Errorf("error = %#v, want a ChecksumError with URL, want and got", err)
+		}
+		// A mismatch is not remembered: fixed content behind the URL is fetched again.
+		if _, err := c.Get(context.Background(), Artifact{URL: srv.URL + "/typed", SHA256: digestOf(content)}); err != nil {
+			t.Errorf("Get with the right digest: %v", err)
+		}
+	})
+}
+
+func TestImageCacheCancel(t *testing.T) {
+	content := []byte("slow image")
+	digest := digestOf(content)
+
+	t.Run("cancelled before", func(t *testing.T) {
+		srv := newImageServer(t, content)
+		c, dir := newCache(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := c.Get(ctx, Artifact{URL: srv.URL + "/a", SHA256: digest})
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Get = %v, want context.Canceled", err)
+		}
+		assertOnlyCached(t, dir)
+	})
+
+	t.Run("cancelled mid-download", func(t *testing.T) {
+		srv := newImageServer(t, content)
+		srv.block = make(chan struct{})
+		defer close(srv.block)
+		c, dir := newCache(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Get(ctx, Artifact{URL: srv.URL + "/a", SHA256: digest})
+			errc <- err
+		}()
+		<-srv.started
+		cancel()
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("Get = %v, want context.Canceled", err)
+		}
+		assertOnlyCached(t, dir)
+	})
+
+	t.Run("a waiter outlives a cancelled download", func(t *testing.T) {
+		srv := newImageServer(t, content)
+		srv.block = make(chan struct{})
+		c, dir := newCache(t)
+		joined := make(chan struct{}, 1)
+		c.joined = func(string) { joined <- struct{}{} }
+		a := Artifact{URL: srv.URL + "/a", SHA256: digest}
+
+		ctx, cancel := context.WithCancel(context.Background())
+		first := make(chan error, 1)
+		go func() {
+			_, err := c.Get(ctx, a)
+			first <- err
+		}()
+		<-srv.started
+		second := make(chan error, 1)
+		go func() {
+			_, err := c.Get(context.Background(), a)
+			second <- err
+		}()
+		<-joined
+		cancel()
+		if err := <-first; !errors.Is(err, context.Canceled) {
+			t.Errorf("first Get = %v, want context.Canceled", err)
+		}
+		<-srv.started // the waiter's own download
+		close(srv.block)
+		if err := <-second; err != nil {
+			t.Errorf("second Get = %v, want success", err)
+		}
+		assertOnlyCached(t, dir, digest)
+	})
+}
+
+func TestNewImageCacheRemovesUnfinished(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sha256")
+	if err := os.MkdirAll(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, tempPrefix+"abc-123"), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewImageCache(dir, nil, nil); err != nil {
+		t.Fatalf("NewImageCache: %v", err)
+	}
+	assertOnlyCached(t, dir)
+	if info, err := os.Stat(sub); err != nil || info.Mode().Perm() != 0o755 {
+		t.Errorf("mode of %s = %v, %v; want 0755", sub, info.Mode().Perm(), err)
+	}
+	if _, err := NewImageCache("", nil, nil); err == nil {
+		t.Errorf("NewImageCache(\"\") succeeded, want an error")
+	}
+}
