@@ -373,7 +373,7 @@ func TestE2EBadInputChangesNothing(t *testing.T) {
 		want  []string // substrings of the error
 	}{
 		{"invalid yaml", "services:\n  - name: [oops\n", []string{"fleet.yaml:2:"}},
-		{"unknown field", strings.Replace(good, "    replicas: 1\n", "    replicas: 1\n    replica: 2\n", 1), []string{"fleet.yaml:4:5", "replica"}},
+		{"unknown field", strings.Replace(good, "    replicas: 1\n", "    replicas: 1\n    replica: 2\n", 1), []string{"fleet.yaml:5:5", "replica"}},
 		{"bad sha256", strings.Replace(good, w.images.Initrd.SHA256, "abc123", 1), []string{"fleet.yaml:9:", "sha256"}},
 	}
 	for _, tc := range cases {

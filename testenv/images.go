@@ -78,6 +78,25 @@ func GuestCmdline(version string) string {
 	return "console=ttyS0 quiet drover.version=" + version
 }
 
+// QEMUAccel is the accelerator a test guest should boot with: $DROVER_TESTENV_ACCEL when
+// set (kvm or tcg), else kvm when /dev/kvm opens and is a full KVM, else tcg. A PVM host
+// (kvm_pvm module, as on some cloud sandboxes) opens /dev/kvm but runs only PVM-enabled
+// guest kernels: Debian's cloud kernel dies there with "KVM internal error".
+func QEMUAccel() string {
+	if a := os.Getenv("DROVER_TESTENV_ACCEL"); a != "" {
+		return a
+	}
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return "tcg"
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg"
+	}
+	f.Close()
+	return "kvm"
+}
+
 // Images builds (or finds cached) the test golden images for a test, stopping it with
 // Unavailable when they cannot be built here.
 func Images(t testing.TB) GuestImages {

@@ -27,7 +27,7 @@ import (
 // realDriver connects to qemu:///system with a state directory QEMU can reach.
 func realDriver(t *testing.T) *Driver {
 	t.Helper()
-	uri := requireLibvirt(t)
+	uri := testenv.Libvirt(t)
 	d, err := New(t.Context(), Config{URI: uri, StateDir: reachableTempDir(t)}, testLogger(t))
 	if err != nil {
 		t.Fatalf("New(%s): %v", uri, err)

@@ -1,0 +1,161 @@
+package hypervisortest_test
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	golibvirt "libvirt.org/go/libvirt"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
+	"github.com/drover-dev/drover/hypervisor/libvirt"
+	"github.com/drover-dev/drover/testenv"
+)
+
+type tbWriter struct{ t testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// reachableTempDir is a t.TempDir that libvirt's QEMU, running as its own user, can
+// traverse.
+func reachableTempDir(t testing.TB) string {
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// libvirtEnv makes a libvirt driver on uri with the hooks the suite needs. kill is how
+// a VM dies out of band on this uri.
+func libvirtEnv(t *testing.T, uri string, kill func(t *testing.T, conn *golibvirt.Connect, name string)) hypervisortest.Env {
+	stateDir := reachableTempDir(t)
+	d, err := libvirt.New(t.Context(), libvirt.Config{URI: uri, StateDir: stateDir}, testLogger(t))
+	if err != nil {
+		t.Fatalf("libvirt.New(%s): %v", uri, err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	// A connection of the test's own, to look behind the driver's back. On
+	// test:///default it shares the driver's in-process state.
+	conn, err := golibvirt.NewConnect(uri)
+	if err != nil {
+		t.Fatalf("connect %s: %v", uri, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return hypervisortest.Env{
+		Driver: d,
+		Traces: func(name string) []string {
+			var out []string
+			if dom, err := conn.LookupDomainByName(name); err == nil {
+				dom.Free()
+				out = append(out, "domain "+name)
+			}
+			files, _ := filepath.Glob(filepath.Join(stateDir, "libvirt", name+".*"))
+			out = append(out, files...)
+			for _, pid := range hypervisortest.QEMUProcesses(name) {
+				out = append(out, "qemu process "+strconv.Itoa(pid))
+			}
+			return out
+		},
+		MakeForeign: func(t *testing.T, name string) {
+			x, err := (&libvirtxml.Domain{
+				Type: "qemu", Name: name,
+				Memory: &libvirtxml.DomainMemory{Value: 64, Unit: "MiB"},
+				OS:     &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Arch: "x86_64", Type: "hvm"}},
+			}).Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dom, err := conn.DomainDefineXML(x)
+			if err != nil {
+				t.Fatalf("define foreign domain %s: %v", name, err)
+			}
+			dom.Free()
+			t.Cleanup(func() {
+				if dom, err := conn.LookupDomainByName(name); err == nil {
+					dom.Undefine()
+					dom.Free()
+				}
+			})
+		},
+		KillOutOfBand: func(t *testing.T, name string) { kill(t, conn, name) },
+	}
+}
+
+// TestConformanceLibvirtTestDriver runs the parts that need no guest against libvirt's
+// in-process test driver: fast, and no libvirtd needed.
+func TestConformanceLibvirtTestDriver(t *testing.T) {
+	dir := t.TempDir()
+	touch := func(n string) string {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hypervisortest.Conformance(t, hypervisortest.Harness{
+		New: func(t *testing.T) hypervisortest.Env {
+			return libvirtEnv(t, "test:///default", func(t *testing.T, conn *golibvirt.Connect, name string) {
+				// The test driver's hard stop, through another connection.
+				dom, err := conn.LookupDomainByName(name)
+				if err != nil {
+					t.Fatalf("look up %s: %v", name, err)
+				}
+				defer dom.Free()
+				if err := dom.Destroy(); err != nil {
+					t.Fatalf("destroy %s out of band: %v", name, err)
+				}
+			})
+		},
+		Images: hypervisortest.Images{
+			Kernel: touch("vmlinuz"), Initrd: touch("initrd.cpio.gz"),
+			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort,
+		},
+		RunsGuests: false,
+	})
+}
+
+// TestConformanceLibvirtQEMU runs the whole suite against a real libvirtd.
+func TestConformanceLibvirtQEMU(t *testing.T) {
+	uri := testenv.Libvirt(t)
+	imgs := testenv.Images(t)
+	hypervisortest.Conformance(t, hypervisortest.Harness{
+		New: func(t *testing.T) hypervisortest.Env {
+			return libvirtEnv(t, uri, func(t *testing.T, _ *golibvirt.Connect, name string) {
+				pids := hypervisortest.QEMUProcesses(name)
+				if len(pids) == 0 {
+					t.Fatalf("kill %s out of band: no qemu process runs it", name)
+				}
+				for _, pid := range pids {
+					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+						t.Fatalf("kill %s (pid %d): %v", name, pid, err)
+					}
+				}
+			})
+		},
+		Images: hypervisortest.Images{
+			Kernel: imgs.Kernel.Path, Initrd: imgs.Initrd.Path,
+			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort,
+		},
+		RunsGuests: true,
+	})
+}
+

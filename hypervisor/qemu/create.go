@@ -1,0 +1,353 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drover-dev/drover/hypervisor"
+)
+
+// vmNameRE keeps names usable as directory names in the state directory: no dots, so a
+// name never reaches outside it or collides with a Create's temporary directory.
+var vmNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// minMemoryMiB is below what any Linux guest boots with; a smaller spec is a typo.
+const minMemoryMiB = 16
+
+// maxSocketPath is the longest path a unix socket can be bound at (sun_path less its NUL).
+const maxSocketPath = 107
+
+// maxPortAttempts bounds the retries when the picked host port is taken between
+// picking and QEMU binding it.
+const maxPortAttempts = 5
+
+// validateSpec rejects a spec that cannot be created, before anything is made.
+func validateSpec(spec hypervisor.Spec) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if spec.Name == "" {
+		bad("no name")
+	} else if !vmNameRE.MatchString(spec.Name) {
+		bad("name %q: want letters, digits, '-' or '_', at most 64", spec.Name)
+	}
+	if spec.CPUs < 1 {
+		bad("cpus %d: want at least 1", spec.CPUs)
+	}
+	if spec.MemoryMiB < minMemoryMiB {
+		bad("memory %d MiB: want at least %d MiB", spec.MemoryMiB, minMemoryMiB)
+	}
+	if spec.Kernel == "" && spec.Disk == "" {
+		bad("no kernel and no disk: nothing to boot")
+	}
+	if spec.Kernel == "" && spec.Initrd != "" {
+		bad("initrd without a kernel")
+	}
+	if spec.Kernel == "" && spec.Cmdline != "" {
+		bad("cmdline without a kernel")
+	}
+	for _, f := range []struct{ what, path string }{
+		{"kernel", spec.Kernel}, {"initrd", spec.Initrd}, {"disk", spec.Disk},
+	} {
+		if f.path == "" {
+			continue
+		}
+		// The daemonized QEMU runs from /, and the overlay records the backing
+		// path as given.
+		if !filepath.IsAbs(f.path) {
+			bad("%s %q: want an absolute path", f.what, f.path)
+			continue
+		}
+		if fi, err := os.Stat(f.path); err != nil {
+			bad("%s: %w", f.what, err)
+		} else if !fi.Mode().IsRegular() {
+			bad("%s %q: not a regular file", f.what, f.path)
+		}
+	}
+	if spec.GuestPort < 1 || spec.GuestPort > 65535 {
+		bad("guest port %d: want 1-65535", spec.GuestPort)
+	}
+	if spec.Network.Mode == "" {
+		bad("no network mode")
+	} else if spec.Network.Mode != hypervisor.NetworkUser {
+		bad("network mode %q: want %s", spec.Network.Mode, hypervisor.NetworkUser)
+	}
+	if spec.Meta.Service == "" {
+		bad("metadata has no service")
+	}
+	if spec.Meta.SpecHash == "" {
+		bad("metadata has no spec hash")
+	}
+	return errors.Join(errs...)
+}
+
+// Create starts a VM for spec. Its entry (with metadata.json) exists before QEMU starts,
+// so a Drover killed at any point leaves either nothing or an entry a restarted
+// Drover sees and can destroy; never a process nobody knows. A Create that fails
+// removes everything it made.
+func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor.VM, err error) {
+	switch spec.Network.Mode {
+	case hypervisor.NetworkBridge, hypervisor.NetworkLibvirt:
+		return hypervisor.VM{}, fmt.Errorf("create vm %s: network mode %q: %w", spec.Name, spec.Network.Mode, ErrUnsupportedNetwork)
+	}
+	if verr := validateSpec(spec); verr != nil {
+		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("create vm %s: %w", spec.Name, err)
+		}
+	}()
+	unlock := d.locks.lock(spec.Name)
+	defer unlock()
+	d.setCreating(spec.Name, true)
+	defer d.setCreating(spec.Name, false)
+	log := d.log.With("vm", spec.Name, "service", spec.Meta.Service)
+
+	p := d.paths(spec.Name)
+	if len(p.qmp) > maxSocketPath {
+		return hypervisor.VM{}, fmt.Errorf("%w: qmp socket path %s is longer than %d bytes: use a shorter state directory", ErrInvalidSpec, p.qmp, maxSocketPath)
+	}
+	if _, err := os.Lstat(p.dir); err == nil {
+		return hypervisor.VM{}, ErrExists
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return hypervisor.VM{}, fmt.Errorf("stat state entry: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return hypervisor.VM{}, err
+	}
+
+	var ports []int
+	defer func() { d.releasePorts(ports) }()
+	port, err := d.reservePort()
+	if err != nil {
+		return hypervisor.VM{}, err
+	}
+	ports = append(ports, port)
+
+	created := spec.Meta.Created
+	if created.IsZero() {
+		created = d.now()
+	}
+	// Rounded as the libvirt driver stores it, so both report the same time.
+	created = created.UTC().Truncate(time.Second)
+	rec := record{
+		Format:      recordFormat,
+		Name:        spec.Name,
+		Service:     spec.Meta.Service,
+		SpecHash:    spec.Meta.SpecHash,
+		Revision:    spec.Meta.Revision,
+		Version:     spec.Meta.Version,
+		Created:     created,
+		NetworkMode: hypervisor.NetworkUser,
+		HostPort:    port,
+		GuestPort:   spec.GuestPort,
+		Accel:       d.accel,
+	}
+	if err := d.makeEntry(p, rec); err != nil {
+		return hypervisor.VM{}, err
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// A fresh context: the caller's may be what ended this Create.
+		cctx, cancel := context.WithTimeout(context.Background(), killWait)
+		defer cancel()
+		if kerr := killProcess(cctx, p); kerr != nil {
+			log.Error("clean up failed create: qemu still running; entry kept", "err", kerr)
+			return
+		}
+		if rerr := removeEntry(p); rerr != nil {
+			log.Error("clean up failed create", "err", rerr)
+		}
+	}()
+
+	if spec.Disk != "" {
+		backingFmt, err := d.probeImage(ctx, spec.Disk)
+		if err != nil {
+			return hypervisor.VM{}, err
+		}
+		if err := d.createOverlay(ctx, p.overlay, spec.Disk, backingFmt); err != nil {
+			return hypervisor.VM{}, err
+		}
+	}
+
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return hypervisor.VM{}, err
+		}
+		stderr, err := d.start(ctx, p, spec, rec.HostPort)
+		if err == nil {
+			if stderr != "" {
+				log.Debug("qemu said while starting", "stderr", stderr)
+			}
+			break
+		}
+		// QEMU says "Could not set up host forwarding rule"; whether the port is
+		// bound now is the check that does not depend on its wording.
+		taken := strings.Contains(stderr, "host forwarding") || portInUse(rec.HostPort)
+		if !taken || attempt >= maxPortAttempts {
+			return hypervisor.VM{}, err
+		}
+		log.Warn("host port was taken before qemu bound it; trying another", "host_port", rec.HostPort, "attempt", attempt)
+		if err := killProcess(ctx, p); err != nil {
+			return hypervisor.VM{}, err
+		}
+		if rec.HostPort, err = d.reservePort(); err != nil {
+			return hypervisor.VM{}, err
+		}
+		ports = append(ports, rec.HostPort)
+		if err := d.writeRecord(p, rec); err != nil {
+			return hypervisor.VM{}, err
+		}
+	}
+
+	vm := hypervisor.VM{
+		Name:    spec.Name,
+		Meta:    rec.meta(),
+		State:   d.qmpState(ctx, p.qmp),
+		Address: "127.0.0.1",
+		Port:    rec.HostPort,
+	}
+	log.Info("vm created", "accel", d.accel, "host_port", rec.HostPort, "pid", processAlive(p))
+	return vm, nil
+}
+
+func (d *Driver) setCreating(name string, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if on {
+		d.creating[name] = true
+	} else {
+		delete(d.creating, name)
+	}
+}
+
+// makeEntry creates the VM's directory with its metadata already inside, by building
+// it under a temporary name and renaming it into place: an entry under a VM's name is
+// never without metadata, so it is never mistaken for a foreign one.
+func (d *Driver) makeEntry(p vmPaths, rec record) error {
+	tmp, err := os.MkdirTemp(d.root, tempPrefix+rec.Name+"-")
+	if err != nil {
+		return fmt.Errorf("create state entry: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("create state entry: %w", err)
+	}
+	data, err := encodeRecord(rec)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, filepath.Base(p.metadata)), data); err != nil {
+		return fmt.Errorf("create state entry: %w", err)
+	}
+	if err := os.Rename(tmp, p.dir); err != nil {
+		return fmt.Errorf("create state entry: %w", err)
+	}
+	ok = true
+	return nil
+}
+
+func (d *Driver) writeRecord(p vmPaths, rec record) error {
+	data, err := encodeRecord(rec)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(p.metadata, data)
+}
+
+// start runs QEMU, which daemonizes once it is fully set up: by the time the command
+// returns, a bad option or a taken host port has failed it, and the VM's process has
+// left Drover's session, so Drover exiting does not take it down.
+func (d *Driver) start(ctx context.Context, p vmPaths, spec hypervisor.Spec, hostPort int) (stderr string, err error) {
+	// Leftovers of a previous attempt would make QEMU's bind fail.
+	for _, f := range []string{p.qmp, p.pid} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("start qemu: %w", err)
+		}
+	}
+	var out, errOut bytes.Buffer
+	cmd := exec.CommandContext(ctx, d.qemu, d.args(p, spec, hostPort)...)
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The daemon closes its copy of our pipes as it detaches; should it not, do not
+	// wait for it forever.
+	cmd.WaitDelay = 5 * time.Second
+	runErr := cmd.Run()
+	stderr = strings.TrimSpace(errOut.String() + out.String())
+	if runErr != nil {
+		return stderr, fmt.Errorf("start qemu: %w: %s", runErr, tail(stderr))
+	}
+	if processAlive(p) == 0 {
+		return stderr, fmt.Errorf("start qemu: it reported success but no process runs with pid file %s: %s", p.pid, tail(stderr))
+	}
+	return stderr, nil
+}
+
+// args is QEMU's command line for a VM. -name makes it findable with ps; the pid file
+// path in it is what tells this VM's process from a recycled pid.
+func (d *Driver) args(p vmPaths, spec hypervisor.Spec, hostPort int) []string {
+	a := []string{
+		"-name", spec.Name,
+		"-machine", "q35",
+		"-accel", d.accel,
+		"-smp", strconv.Itoa(spec.CPUs),
+		"-m", strconv.Itoa(spec.MemoryMiB) + "M",
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-daemonize",
+		"-pidfile", p.pid,
+		// The guest powering off leaves QEMU up with status "shutdown", so List
+		// tells a guest that powered off from a process that was killed.
+		"-no-shutdown",
+		"-chardev", "socket,id=qmp0,path=" + optEscape(p.qmp) + ",server=on,wait=off",
+		"-mon", "chardev=qmp0,mode=control",
+		"-chardev", "file,id=console0,path=" + optEscape(p.console),
+		"-serial", "chardev:console0",
+		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", hostPort, spec.GuestPort),
+		// No option ROM: nothing boots from the network, and it saves boot time.
+		"-device", "virtio-net-pci,netdev=net0,romfile=",
+	}
+	if spec.Kernel != "" {
+		a = append(a, "-kernel", spec.Kernel)
+		if spec.Initrd != "" {
+			a = append(a, "-initrd", spec.Initrd)
+		}
+		if spec.Cmdline != "" {
+			a = append(a, "-append", spec.Cmdline)
+		}
+	}
+	if spec.Disk != "" {
+		a = append(a, "-drive", "file="+optEscape(p.overlay)+",format=qcow2,if=virtio")
+	}
+	return a
+}
+
+// optEscape escapes a value inside a QEMU option list, where a comma separates options.
+func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// tail is the end of a command's output, enough to explain a failure in an error.
+func tail(s string) string {
+	if len(s) > 400 {
+		s = "…" + s[len(s)-400:]
+	}
+	return s
+}

@@ -1,0 +1,386 @@
+// Package qemu runs Drover's VMs as qemu-system-x86_64 processes it starts itself, with
+// no libvirtd, and controls them over QMP (go-qemu's qmp). Each process is detached
+// from Drover's session, so VMs outlive the Drover that started them; everything a
+// restarted Drover needs to find and manage a VM lives in one directory per VM under
+// StateDir/qemu: metadata.json, the QMP socket, the pid file, the disk overlay and
+// the console log. A directory without readable Drover metadata is never touched.
+//
+// Only user-mode networking is supported (the guest port forwarded to 127.0.0.1):
+// bridges and libvirt networks need privileges and helpers this driver does not
+// manage; use the libvirt driver for them.
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/drover-dev/drover/hypervisor"
+)
+
+// Errors besides hypervisor's sentinels.
+var (
+	// ErrInvalidSpec: Create was given a spec that cannot be created; nothing was made.
+	ErrInvalidSpec = errors.New("invalid vm spec")
+	// ErrExists: Create was given the name of a VM (or foreign entry) that exists.
+	ErrExists = errors.New("vm already exists")
+	// ErrUnsupportedNetwork: the spec asks for a network mode other than user.
+	ErrUnsupportedNetwork = errors.New("network mode not supported by the qemu driver (user mode only; use the libvirt driver for bridge and network)")
+)
+
+// Accelerators for Config.Accel.
+const (
+	AccelAuto = ""    // KVM when usable, else TCG
+	AccelKVM  = "kvm" // force KVM
+	AccelTCG  = "tcg" // force TCG
+)
+
+// Config says where the driver works and with which binaries.
+type Config struct {
+	StateDir string // VMs live under StateDir/qemu/<name>
+	QEMU     string // qemu-system-x86_64 binary; looked up in PATH if empty
+	QEMUImg  string // qemu-img binary; looked up in PATH if empty
+	Accel    string // AccelAuto, AccelKVM or AccelTCG
+}
+
+// Driver creates, observes and removes Drover's QEMU processes. It is safe for
+// concurrent use; calls on the same VM name are serialised.
+type Driver struct {
+	root    string // StateDir/qemu, absolute
+	qemu    string
+	qemuImg string
+	accel   string
+	log     *slog.Logger
+
+	// pickPort and now are fields so tests can take a port away and fix the clock.
+	pickPort func() (int, error)
+	now      func() time.Time
+
+	locks nameLocks
+
+	mu       sync.Mutex
+	reserved map[int]bool      // host ports handed to Creates in flight
+	creating map[string]bool   // names whose Create is in flight
+	problems map[string]string // entry path → what is wrong with it, from the last scan
+}
+
+// Problem is a state directory entry the driver cannot manage: it is reported and left
+// exactly as it is.
+type Problem struct {
+	Name string // entry name under StateDir/qemu
+	Path string
+	Err  string
+}
+
+// New checks for the QEMU binaries, prepares StateDir/qemu and reads what is there, so
+// a restarted Drover has the full view of the VMs it started before.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
+	if log == nil {
+		return nil, fmt.Errorf("qemu driver: no logger")
+	}
+	if cfg.StateDir == "" {
+		return nil, fmt.Errorf("qemu driver: no state directory")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("qemu driver: %w", err)
+	}
+	qemu, err := findBinary(cfg.QEMU, "qemu-system-x86_64", "qemu-system-x86")
+	if err != nil {
+		return nil, err
+	}
+	qemuImg, err := findBinary(cfg.QEMUImg, "qemu-img", "qemu-utils")
+	if err != nil {
+		return nil, err
+	}
+	accel, err := chooseAccel(cfg.Accel)
+	if err != nil {
+		return nil, err
+	}
+	stateDir, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("qemu driver: state directory %s: %w", cfg.StateDir, err)
+	}
+	root := filepath.Join(stateDir, "qemu")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("qemu driver: create state directory: %w", err)
+	}
+	d := &Driver{
+		root:     root,
+		qemu:     qemu,
+		qemuImg:  qemuImg,
+		accel:    accel,
+		log:      log.With("driver", "qemu"),
+		pickPort: hypervisor.FreeLocalPort,
+		now:      time.Now,
+		locks:    nameLocks{m: map[string]*nameLock{}},
+		reserved: map[int]bool{},
+		creating: map[string]bool{},
+		problems: map[string]string{},
+	}
+	vms, err := d.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("qemu driver: %w", err)
+	}
+	d.log.Info("qemu driver ready", "accel", accel, "state_dir", root, "vms", len(vms), "problems", len(d.Problems()))
+	return d, nil
+}
+
+// findBinary resolves a configured or default binary, naming the Debian package that
+// provides it when it is missing: the first thing a new user needs to know.
+func findBinary(configured, def, pkg string) (string, error) {
+	name := configured
+	if name == "" {
+		name = def
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("qemu driver: %s not found (install the Debian package %s): %w", name, pkg, err)
+	}
+	return p, nil
+}
+
+func chooseAccel(accel string) (string, error) {
+	switch accel {
+	case AccelKVM, AccelTCG:
+		return accel, nil
+	case AccelAuto:
+		if kvmRunsStockGuests() {
+			return AccelKVM, nil
+		}
+		return AccelTCG, nil
+	default:
+		return "", fmt.Errorf("qemu driver: accel %q: want %q, %q or empty for automatic", accel, AccelKVM, AccelTCG)
+	}
+}
+
+// kvmRunsStockGuests is hypervisor.KVMAvailable, minus one trap: a host whose KVM is
+// PVM (the kvm_pvm module, found on some cloud sandboxes) opens /dev/kvm and creates
+// VMs but runs only PVM-enabled guest kernels; a stock kernel hangs in early boot.
+func kvmRunsStockGuests() bool {
+	if !hypervisor.KVMAvailable() {
+		return false
+	}
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+		return false
+	}
+	return true
+}
+
+// Close releases nothing the VMs need: they keep running. It exists so the driver
+// has the same life cycle as the libvirt one.
+func (d *Driver) Close() error { return nil }
+
+// Problems returns the state directory entries the last List (or New) could not
+// manage, sorted by name. They are never deleted by the driver.
+func (d *Driver) Problems() []Problem {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Problem, 0, len(d.problems))
+	for p, msg := range d.problems {
+		out = append(out, Problem{Name: filepath.Base(p), Path: p, Err: msg})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// List returns every VM with readable Drover metadata under the state directory,
+// running or not, sorted by name. Entries it cannot read are logged, kept for
+// Problems, and skipped: one bad entry never hides the others.
+func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list vms: %w", err)
+	}
+	entries, err := os.ReadDir(d.root)
+	if err != nil {
+		return nil, fmt.Errorf("list vms: read %s: %w", d.root, err)
+	}
+	var (
+		recs     []record
+		problems = map[string]string{}
+	)
+	for _, e := range entries {
+		if isTempName(e.Name()) {
+			continue // a Create between its temp dir and the rename
+		}
+		rec, err := readEntry(d.root, e.Name())
+		if err != nil {
+			problems[filepath.Join(d.root, e.Name())] = err.Error()
+			continue
+		}
+		recs = append(recs, rec)
+	}
+	d.noteProblems(problems)
+
+	vms := make([]hypervisor.VM, len(recs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8) // QMP round trips overlap; bounded for big fleets
+	for i, rec := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			vms[i] = d.observe(ctx, rec)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list vms: %w", err)
+	}
+	sort.Slice(vms, func(i, j int) bool { return vms[i].Name < vms[j].Name })
+	return vms, nil
+}
+
+// noteProblems replaces the recorded problems, logging each new one once rather than
+// on every pass.
+func (d *Driver) noteProblems(found map[string]string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p, msg := range found {
+		if d.problems[p] != msg {
+			d.log.Warn("state entry is not a manageable vm; leaving it untouched", "path", p, "err", msg)
+		}
+	}
+	d.problems = found
+}
+
+// Get returns one managed VM: hypervisor.ErrNotFound if there is no entry of that
+// name, hypervisor.ErrNotManaged if the entry is not readable Drover state.
+func (d *Driver) Get(ctx context.Context, name string) (hypervisor.VM, error) {
+	if err := ctx.Err(); err != nil {
+		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
+	}
+	rec, err := d.lookup(name)
+	if err != nil {
+		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
+	}
+	return d.observe(ctx, rec), nil
+}
+
+// lookup reads the entry of a VM Drover may act on.
+func (d *Driver) lookup(name string) (record, error) {
+	if !vmNameRE.MatchString(name) {
+		// Not a name Create accepts, so no entry of Drover's can have it; this
+		// also keeps names like ".." from reaching outside the state directory.
+		return record{}, hypervisor.ErrNotFound
+	}
+	if _, err := os.Lstat(filepath.Join(d.root, name)); errors.Is(err, os.ErrNotExist) {
+		return record{}, hypervisor.ErrNotFound
+	} else if err != nil {
+		return record{}, fmt.Errorf("stat state entry: %w", err)
+	}
+	rec, err := readEntry(d.root, name)
+	if err != nil {
+		return record{}, fmt.Errorf("%w: %w", hypervisor.ErrNotManaged, err)
+	}
+	return rec, nil
+}
+
+// observe reports a VM from its record and its process.
+func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
+	vm := hypervisor.VM{
+		Name:    rec.Name,
+		Meta:    rec.meta(),
+		Address: "127.0.0.1",
+		Port:    rec.HostPort,
+	}
+	d.mu.Lock()
+	creating := d.creating[rec.Name]
+	d.mu.Unlock()
+	p := d.paths(rec.Name)
+	switch {
+	case creating:
+		vm.State = hypervisor.StateStarting
+	case processAlive(p) > 0:
+		vm.State = d.qmpState(ctx, p.qmp)
+	case fileExists(p.stopped):
+		vm.State = hypervisor.StateShutoff
+	default:
+		// Gone without Drover stopping it: killed, or QEMU itself failed.
+		vm.State = hypervisor.StateCrashed
+	}
+	return vm
+}
+
+// Shutdown presses the VM's ACPI power button and waits up to timeout for the guest to
+// power off, then quits QEMU, killing it if it does not go. The VM's entry stays.
+func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+	unlock := d.locks.lock(name)
+	defer unlock()
+	rec, err := d.lookup(name)
+	if err != nil {
+		return fmt.Errorf("shut down vm %s: %w", name, err)
+	}
+	p := d.paths(rec.Name)
+	log := d.log.With("vm", name)
+	if processAlive(p) == 0 {
+		return nil
+	}
+	if _, err := qmpRun(ctx, p.qmp, qmpTimeout, "system_powerdown"); err != nil {
+		// The guest may be too early in boot for ACPI, or QEMU busy; the wait
+		// below decides either way.
+		log.Warn("acpi power button press failed", "err", err)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		if processAlive(p) == 0 {
+			break
+		}
+		// -no-shutdown keeps QEMU alive once the guest powers off.
+		if d.qmpState(ctx, p.qmp) == hypervisor.StateShutoff {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shut down vm %s: %w", name, ctx.Err())
+		case <-timer.C:
+			log.Warn("vm did not power off in time; forcing it off", "timeout", timeout)
+			break wait
+		case <-tick.C:
+		}
+	}
+	// Marked before QEMU goes, so the dead process reads as shut off, not crashed.
+	if err := writeFileAtomic(p.stopped, nil); err != nil {
+		return fmt.Errorf("shut down vm %s: %w", name, err)
+	}
+	if err := d.stopProcess(ctx, p, log); err != nil {
+		return fmt.Errorf("shut down vm %s: %w", name, err)
+	}
+	log.Info("vm shut down")
+	return nil
+}
+
+// Destroy kills a managed VM's process if it runs and removes its whole entry:
+// overlay, socket, pid file, console log, metadata. An entry Drover cannot read is
+// refused with hypervisor.ErrNotManaged.
+func (d *Driver) Destroy(ctx context.Context, name string) error {
+	unlock := d.locks.lock(name)
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	rec, err := d.lookup(name)
+	if err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	p := d.paths(rec.Name)
+	if err := killProcess(ctx, p); err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	if err := removeEntry(p); err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	d.log.Info("vm destroyed", "vm", name)
+	return nil
+}

@@ -1,0 +1,215 @@
+package qemu
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/hypervisor"
+)
+
+// recordFormat marks metadata.json as Drover's; an entry without it is not Drover's.
+// It never changes within a major version.
+const recordFormat = "drover.dev/qemu-vm/1"
+
+// record is a VM's metadata.json: the hypervisor.Metadata plus what List needs to
+// report the VM. Everything else about the VM follows from its name.
+type record struct {
+	Format      string    `json:"format"`
+	Name        string    `json:"name"`
+	Service     string    `json:"service"`
+	SpecHash    string    `json:"spec_hash"`
+	Revision    string    `json:"revision"`
+	Version     string    `json:"version"`
+	Created     time.Time `json:"created"`
+	NetworkMode string    `json:"network_mode"`
+	HostPort    int       `json:"host_port"`
+	GuestPort   int       `json:"guest_port"`
+	Accel       string    `json:"accel"` // for the operator: what the VM was started with
+}
+
+func (r record) meta() hypervisor.Metadata {
+	return hypervisor.Metadata{
+		Service:  r.Service,
+		SpecHash: r.SpecHash,
+		Revision: r.Revision,
+		Version:  r.Version,
+		Created:  r.Created,
+	}
+}
+
+// vmPaths are the files of one VM's entry.
+type vmPaths struct {
+	dir      string
+	metadata string
+	qmp      string
+	pid      string
+	overlay  string
+	console  string
+	stopped  string // exists once Drover stopped the VM on purpose
+}
+
+func (d *Driver) paths(name string) vmPaths {
+	dir := filepath.Join(d.root, name)
+	return vmPaths{
+		dir:      dir,
+		metadata: filepath.Join(dir, "metadata.json"),
+		qmp:      filepath.Join(dir, "qmp.sock"),
+		pid:      filepath.Join(dir, "qemu.pid"),
+		overlay:  filepath.Join(dir, "disk.qcow2"),
+		console:  filepath.Join(dir, "console.log"),
+		stopped:  filepath.Join(dir, "stopped"),
+	}
+}
+
+// tempPrefix starts the names of directories a Create builds before renaming them into
+// place; vmNameRE never matches it.
+const tempPrefix = ".create-"
+
+func isTempName(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+
+// readEntry reads and checks the record of the entry called name. Any reason the
+// entry is not a VM Drover can manage is an error saying why.
+func readEntry(root, name string) (record, error) {
+	dir := filepath.Join(root, name)
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return record{}, fmt.Errorf("state entry %s: %w", dir, err)
+	}
+	if !fi.IsDir() {
+		return record{}, fmt.Errorf("state entry %s: not a directory (not created by drover)", dir)
+	}
+	if !vmNameRE.MatchString(name) {
+		return record{}, fmt.Errorf("state entry %s: not a vm name drover uses", dir)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "metadata.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return record{}, fmt.Errorf("state entry %s: no metadata.json (not created by drover)", dir)
+	}
+	if err != nil {
+		return record{}, fmt.Errorf("state entry %s: %w", dir, err)
+	}
+	rec, err := decodeRecord(data)
+	if err != nil {
+		return record{}, fmt.Errorf("state entry %s: metadata.json: %w", dir, err)
+	}
+	if rec.Name != name {
+		return record{}, fmt.Errorf("state entry %s: metadata.json names vm %q", dir, rec.Name)
+	}
+	return rec, nil
+}
+
+// decodeRecord parses and checks a record. A record missing what Drover relies on is an
+// error rather than a half-known VM.
+func decodeRecord(data []byte) (record, error) {
+	var rec record
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		return record{}, fmt.Errorf("parse: %w", err)
+	}
+	var errs []error
+	if rec.Format != recordFormat {
+		errs = append(errs, fmt.Errorf("format %q, want %q", rec.Format, recordFormat))
+	}
+	if rec.Service == "" {
+		errs = append(errs, errors.New("no service"))
+	}
+	if rec.SpecHash == "" {
+		errs = append(errs, errors.New("no spec_hash"))
+	}
+	if rec.Created.IsZero() {
+		errs = append(errs, errors.New("no created time"))
+	}
+	if rec.NetworkMode != hypervisor.NetworkUser {
+		errs = append(errs, fmt.Errorf("network_mode %q, want %q", rec.NetworkMode, hypervisor.NetworkUser))
+	}
+	if rec.HostPort < 1 || rec.HostPort > 65535 {
+		errs = append(errs, fmt.Errorf("host_port %d", rec.HostPort))
+	}
+	if rec.GuestPort < 1 || rec.GuestPort > 65535 {
+		errs = append(errs, fmt.Errorf("guest_port %d", rec.GuestPort))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return record{}, err
+	}
+	rec.Created = rec.Created.UTC()
+	return rec, nil
+}
+
+func encodeRecord(rec record) ([]byte, error) {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata of %s: %w", rec.Name, err)
+	}
+	return append(data, '\n'), nil
+}
+
+// writeFileAtomic writes via a temporary file and rename, so a reader (or a restarted
+// Drover) sees the old content or the new, never half of it.
+func writeFileAtomic(p string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// removeEntry removes a VM's directory with metadata.json last: until it goes the
+// entry is still Drover's, so a Destroy interrupted midway is finished by the next.
+func removeEntry(p vmPaths) error {
+	entries, err := os.ReadDir(p.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove state entry: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		f := filepath.Join(p.dir, e.Name())
+		if f == p.metadata {
+			continue
+		}
+		if err := os.RemoveAll(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove state entry: %w", err)
+	}
+	if err := os.Remove(p.metadata); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove state entry: %w", err)
+	}
+	if err := os.Remove(p.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove state entry: %w", err)
+	}
+	return nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
