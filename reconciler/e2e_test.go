@@ -42,7 +42,7 @@ func newWorld(t testing.TB) *world {
 	uri := testenv.Libvirt(t)
 	w := &world{t: t, images: testenv.Images(t), consul: testenv.Consul(t), repo: testenv.NewRepo(t)}
 	w.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w.stateDir = t.TempDir()
+	w.stateDir = testenv.StateDir(t)
 	var err error
 	if w.hv, err = libvirt.New(t.Context(), libvirt.Config{URI: uri, StateDir: w.stateDir}, w.log); err != nil {
 		t.Fatalf("libvirt: %v", err)

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,6 +26,9 @@ const libvirtdStartTimeout = 30 * time.Second
 func EnsureLibvirtd(ctx context.Context, log *slog.Logger) error {
 	if _, err := exec.LookPath("virsh"); err != nil {
 		return fmt.Errorf("ensure libvirtd: virsh not found (install libvirt-clients): %w", err)
+	}
+	if err := applyKVMUdevRule(log); err != nil {
+		return fmt.Errorf("ensure libvirtd: %w", err)
 	}
 	if virshConnect(ctx) == nil {
 		return nil
@@ -58,6 +65,40 @@ func EnsureLibvirtd(ctx context.Context, log *slog.Logger) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// applyKVMUdevRule gives /dev/kvm the owner and mode Debian's udev rule sets
+// (50-udev-default.rules: GROUP="kvm", MODE="0660"). Machines without udev (containers,
+// CI runners) leave it root-only, and then libvirt, running as root, finds KVM usable
+// while QEMU's capability probe, running as libvirt-qemu (in group kvm), cannot open it:
+// libvirt judges its capabilities cache stale on every call ("KVM was not enabled when
+// probing, but it should be usable now") and each define or start takes seconds.
+func applyKVMUdevRule(log *slog.Logger) error {
+	const dev = "/dev/kvm"
+	st, err := os.Stat(dev)
+	if err != nil {
+		return nil // no KVM: libvirt and QEMU agree on TCG
+	}
+	grp, err := user.LookupGroup("kvm")
+	if err != nil {
+		return nil // no kvm group: nothing to apply
+	}
+	gid, err := strconv.Atoi(grp.Gid)
+	if err != nil {
+		return fmt.Errorf("kvm group id %q: %w", grp.Gid, err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if ok && int(sys.Gid) == gid && st.Mode().Perm()&0o060 == 0o060 {
+		return nil
+	}
+	log.Info("applying udev's rule to /dev/kvm (root:kvm 0660) so libvirt's QEMU can probe it")
+	if err := os.Chown(dev, 0, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", dev, err)
+	}
+	if err := os.Chmod(dev, 0o660); err != nil {
+		return fmt.Errorf("chmod %s: %w", dev, err)
+	}
+	return nil
 }
 
 // virshConnect checks the URI answers. It asks only for the URI: `virsh version` also

@@ -64,3 +64,16 @@ func Unavailable(t testing.TB, format string, args ...any) {
 	}
 	t.Skipf("skipping: %s (run `make test` to install it)", msg)
 }
+
+// StateDir is a fresh directory for a test's Drover state that libvirt's QEMU, which runs
+// as another user (libvirt-qemu on Debian), can traverse: t.TempDir alone is 0700.
+func StateDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatalf("state dir: %v", err)
+		}
+	}
+	return dir
+}

@@ -136,7 +136,7 @@ func TestRunOnceExitCodes(t *testing.T) {
 	images := testenv.Images(t)
 	consul := testenv.Consul(t)
 	repo := testenv.NewRepo(t)
-	state := t.TempDir()
+	state := testenv.StateDir(t)
 	t.Cleanup(func() { destroyService(t, uri, state, "e2e-cli") })
 
 	args := []string{"run", "--once", "--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr,

@@ -158,4 +158,3 @@ func TestConformanceLibvirtQEMU(t *testing.T) {
 		RunsGuests: true,
 	})
 }
-

@@ -62,8 +62,12 @@ func TestValidateSpec(t *testing.T) {
 			s.Kernel, s.Initrd, s.Cmdline = "", "", ""
 			s.Disk = touch(t, dir, "golden.img")
 		}, ""},
-		{"bridge", func(s *hypervisor.Spec) { s.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0"} }, ""},
-		{"network", func(s *hypervisor.Spec) { s.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"} }, ""},
+		{"bridge", func(s *hypervisor.Spec) {
+			s.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0"}
+		}, ""},
+		{"network", func(s *hypervisor.Spec) {
+			s.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"}
+		}, ""},
 		{"no name", func(s *hypervisor.Spec) { s.Name = "" }, "no name"},
 		{"name with slash", func(s *hypervisor.Spec) { s.Name = "../etc" }, `name "../etc"`},
 		{"name with dot", func(s *hypervisor.Spec) { s.Name = "web.1" }, `name "web.1"`},

@@ -108,24 +108,6 @@ func connect(uri string) (*libvirt.Connect, error) {
 	return conn, nil
 }
 
-// chooseVirtType picks KVM only when this host has usable KVM and libvirt agrees it can
-// give it to QEMU: libvirtd checks /dev/kvm as the user QEMU runs as, which may lack
-// the access this process has.
-func chooseVirtType(conn *libvirt.Connect, uri string, log *slog.Logger) string {
-	if !isQEMUURI(uri) {
-		return virtTCG
-	}
-	if !hypervisor.KVMAvailable() {
-		log.Info("/dev/kvm is not usable: guests run under TCG")
-		return virtTCG
-	}
-	if _, err := conn.GetDomainCapabilities("", "x86_64", "q35", virtKVM, 0); err != nil {
-		log.Warn("libvirt cannot give KVM to QEMU: guests run under TCG", "err", err)
-		return virtTCG
-	}
-	return virtKVM
-}
-
 // Close releases the libvirt connection. VMs keep running.
 func (d *Driver) Close() error {
 	d.connMu.Lock()
@@ -237,11 +219,6 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		made.files = append(made.files, p.overlay)
 		if err := createOverlay(ctx, p.overlay, spec.Disk, p.backingFmt); err != nil {
 			return hypervisor.VM{}, err
-		}
-		// QEMU runs as another user; libvirt hands it the overlay, but only a
-		// readable file survives a security driver that is turned off.
-		if err := os.Chmod(p.overlay, 0o644); err != nil {
-			return hypervisor.VM{}, fmt.Errorf("overlay %s: %w", p.overlay, err)
 		}
 	}
 

@@ -151,26 +151,15 @@ func chooseAccel(accel string) (string, error) {
 	case AccelKVM, AccelTCG:
 		return accel, nil
 	case AccelAuto:
-		if kvmRunsStockGuests() {
+		// hypervisor decides for every driver, including hosts whose /dev/kvm
+		// opens but cannot run a stock guest kernel.
+		if hypervisor.KVMAvailable() {
 			return AccelKVM, nil
 		}
 		return AccelTCG, nil
 	default:
 		return "", fmt.Errorf("qemu driver: accel %q: want %q, %q or empty for automatic", accel, AccelKVM, AccelTCG)
 	}
-}
-
-// kvmRunsStockGuests is hypervisor.KVMAvailable, minus one trap: a host whose KVM is
-// PVM (the kvm_pvm module, found on some cloud sandboxes) opens /dev/kvm and creates
-// VMs but runs only PVM-enabled guest kernels; a stock kernel hangs in early boot.
-func kvmRunsStockGuests() bool {
-	if !hypervisor.KVMAvailable() {
-		return false
-	}
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
-		return false
-	}
-	return true
 }
 
 // Close releases nothing the VMs need: they keep running. It exists so the driver

@@ -741,3 +741,30 @@ func sessionOf(t *testing.T, pid int) string {
 	}
 	return fields[3]
 }
+
+func TestChooseAccel(t *testing.T) {
+	auto := AccelTCG
+	if hypervisor.KVMAvailable() {
+		auto = AccelKVM
+	}
+	tests := []struct {
+		in, want, wantErr string
+	}{
+		{AccelAuto, auto, ""},
+		{AccelKVM, AccelKVM, ""},
+		{AccelTCG, AccelTCG, ""},
+		{"hvf", "", `accel "hvf"`},
+	}
+	for _, tt := range tests {
+		got, err := chooseAccel(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("chooseAccel(%q): want error containing %q, got %q, %v", tt.in, tt.wantErr, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("chooseAccel(%q): want %q, got %q, %v", tt.in, tt.want, got, err)
+		}
+	}
+}
