@@ -23,7 +23,7 @@ import (
 // with starting the same 2 guests directly with `virsh create` and polling /healthz.
 // Target: drover within 20% of direct (metric drover/direct).
 func BenchmarkDeployVsDirect(b *testing.B) {
-	w := newWorld(b)
+	w := newWorld(b, "libvirt")
 	const svc = "e2e-bench"
 	web := testenv.Service{Name: svc, Version: "1", Replicas: 2}
 	src := w.source(w.repo.URL())
@@ -73,7 +73,7 @@ func BenchmarkDeployVsDirect(b *testing.B) {
 // BenchmarkNoopPass measures a pass over a fleet that already matches (no git fetch).
 // Target: under 50 ms.
 func BenchmarkNoopPass(b *testing.B) {
-	w := newWorld(b)
+	w := newWorld(b, "libvirt")
 	web := testenv.Service{Name: "e2e-noop", Version: "1", Replicas: 2}
 	fleet := w.images.FleetYAML(web)
 	rev := w.commit(fleet)

@@ -18,6 +18,7 @@ import (
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor"
 	"github.com/drover-dev/drover/hypervisor/libvirt"
+	"github.com/drover-dev/drover/hypervisor/qemu"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 	"github.com/drover-dev/drover/testenv"
@@ -31,7 +32,7 @@ type world struct {
 	repo     *testenv.Repo
 	consul   *testenv.ConsulAgent
 	reg      *discovery.Client
-	hv       *libvirt.Driver
+	hv       driver
 	cache    *sources.ImageCache
 	rec      *reconciler.Reconciler
 	stateDir string
@@ -39,15 +40,39 @@ type world struct {
 	sources  int // git sources made, each with its own clone
 }
 
-func newWorld(t testing.TB) *world {
+// driver is a hypervisor driver as the tests hold it.
+type driver interface {
+	reconciler.Hypervisor
+	Close() error
+}
+
+// drivers are the real drivers every end-to-end test runs against.
+var drivers = []string{"libvirt", "qemu"}
+
+// forEachDriver runs test once per real driver, each in a fresh world.
+func forEachDriver(t *testing.T, test func(t *testing.T, w *world)) {
+	for _, name := range drivers {
+		t.Run(name, func(t *testing.T) { test(t, newWorld(t, name)) })
+	}
+}
+
+func newWorld(t testing.TB, driverName string) *world {
 	t.Helper()
-	uri := testenv.Libvirt(t)
 	w := &world{t: t, images: testenv.Images(t), consul: testenv.Consul(t), repo: testenv.NewRepo(t)}
 	w.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w.stateDir = testenv.StateDir(t)
 	var err error
-	if w.hv, err = libvirt.New(t.Context(), libvirt.Config{URI: uri, StateDir: w.stateDir}, w.log); err != nil {
-		t.Fatalf("libvirt: %v", err)
+	switch driverName {
+	case "libvirt":
+		uri := testenv.Libvirt(t)
+		w.hv, err = libvirt.New(t.Context(), libvirt.Config{URI: uri, StateDir: w.stateDir}, w.log)
+	case "qemu":
+		w.hv, err = qemu.New(t.Context(), qemu.Config{StateDir: w.stateDir}, w.log)
+	default:
+		t.Fatalf("unknown driver %q", driverName)
+	}
+	if err != nil {
+		t.Fatalf("%s driver: %v", driverName, err)
 	}
 	if w.reg, err = discovery.New(discovery.Config{Address: w.consul.Addr}, w.log); err != nil {
 		t.Fatalf("discovery: %v", err)
@@ -244,221 +269,224 @@ func (w *world) watchPassing(service string) *passingWatch {
 }
 
 func TestE2EDeployUpdateFailFix(t *testing.T) {
-	w := newWorld(t)
-	const svc = "e2e-web"
-	src := w.source(w.repo.URL())
-	web := testenv.Service{Name: svc, Version: "1", Replicas: 2, Drain: 500 * time.Millisecond}
+	forEachDriver(t, func(t *testing.T, w *world) {
+		const svc = "e2e-web"
+		src := w.source(w.repo.URL())
+		web := testenv.Service{Name: svc, Version: "1", Replicas: 2, Drain: 500 * time.Millisecond}
 
-	rev1 := w.commit(w.images.FleetYAML(web))
-	if err := w.converge(src); err != nil {
-		t.Fatalf("deploy v1: %v", err)
-	}
-	w.expectServing(svc, "1", rev1, 2)
-	v1 := w.vmNames(svc)
+		rev1 := w.commit(w.images.FleetYAML(web))
+		if err := w.converge(src); err != nil {
+			t.Fatalf("deploy v1: %v", err)
+		}
+		w.expectServing(svc, "1", rev1, 2)
+		v1 := w.vmNames(svc)
 
-	// No-op: a pass over a matching fleet changes nothing.
-	res, err := w.rec.Pass(t.Context(), sources.Revision{Commit: rev1, Fleet: mustFleet(t, w.images.FleetYAML(web))})
-	if err != nil || res.Changed || res.Err != nil {
-		t.Fatalf("no-op pass: changed=%v err=%v/%v\n%s", res.Changed, err, res.Err, res.Plan)
-	}
+		// No-op: a pass over a matching fleet changes nothing.
+		res, err := w.rec.Pass(t.Context(), sources.Revision{Commit: rev1, Fleet: mustFleet(t, w.images.FleetYAML(web))})
+		if err != nil || res.Changed || res.Err != nil {
+			t.Fatalf("no-op pass: changed=%v err=%v/%v\n%s", res.Changed, err, res.Err, res.Plan)
+		}
 
-	watch := w.watchPassing(svc)
-	web.Version = "2"
-	rev2 := w.commit(w.images.FleetYAML(web))
-	if err := w.converge(src); err != nil {
-		t.Fatalf("roll out v2: %v", err)
-	}
-	w.expectServing(svc, "2", rev2, 2)
-	w.expectNoTrace(v1)
-	v2 := w.vmNames(svc)
+		watch := w.watchPassing(svc)
+		web.Version = "2"
+		rev2 := w.commit(w.images.FleetYAML(web))
+		if err := w.converge(src); err != nil {
+			t.Fatalf("roll out v2: %v", err)
+		}
+		w.expectServing(svc, "2", rev2, 2)
+		w.expectNoTrace(v1)
+		v2 := w.vmNames(svc)
 
-	// v3 never becomes healthy: rolled back by healthy_deadline, v2 keeps serving.
-	bad := web
-	bad.Version, bad.Unhealthy, bad.HealthyDeadline = "3", true, 12*time.Second
-	rev3 := w.commit(w.images.FleetYAML(bad))
-	err = w.converge(src)
-	var rerr *reconciler.RolloutError
-	if !errors.As(err, &rerr) || !rerr.RolledBack || rerr.Revision != rev3 {
-		t.Fatalf("v3: got %v, want a rolled back RolloutError at %s", err, rev3)
-	}
-	if got := w.vmNames(svc); !slices.Equal(got, v2) {
-		t.Fatalf("after failed v3: VMs %v, want the v2 VMs %v", got, v2)
-	}
-	w.expectServing(svc, "2", rev2, 2)
-
-	// The failed revision is held: passes on the same commit do not create VMs.
-	for range 2 {
+		// v3 never becomes healthy: rolled back by healthy_deadline, v2 keeps serving.
+		bad := web
+		bad.Version, bad.Unhealthy, bad.HealthyDeadline = "3", true, 12*time.Second
+		rev3 := w.commit(w.images.FleetYAML(bad))
 		err = w.converge(src)
-		var held *reconciler.HeldError
-		if !errors.As(err, &held) {
-			t.Fatalf("pass on held revision: got %v, want HeldError", err)
+		var rerr *reconciler.RolloutError
+		if !errors.As(err, &rerr) || !rerr.RolledBack || rerr.Revision != rev3 {
+			t.Fatalf("v3: got %v, want a rolled back RolloutError at %s", err, rev3)
 		}
 		if got := w.vmNames(svc); !slices.Equal(got, v2) {
-			t.Fatalf("held revision created VMs: %v, want %v", got, v2)
+			t.Fatalf("after failed v3: VMs %v, want the v2 VMs %v", got, v2)
 		}
-	}
+		w.expectServing(svc, "2", rev2, 2)
 
-	web.Version = "4"
-	rev4 := w.commit(w.images.FleetYAML(web))
-	if err := w.converge(src); err != nil {
-		t.Fatalf("roll out v4: %v", err)
-	}
-	w.expectServing(svc, "4", rev4, 2)
-	w.expectNoTrace(v2)
+		// The failed revision is held: passes on the same commit do not create VMs.
+		for range 2 {
+			err = w.converge(src)
+			var held *reconciler.HeldError
+			if !errors.As(err, &held) {
+				t.Fatalf("pass on held revision: got %v, want HeldError", err)
+			}
+			if got := w.vmNames(svc); !slices.Equal(got, v2) {
+				t.Fatalf("held revision created VMs: %v, want %v", got, v2)
+			}
+		}
 
-	watch.stop()
-	if watch.samples.Load() < 20 || watch.min.Load() < 2 {
-		t.Errorf("watcher: %d samples, min passing %d; want >= 2 passing throughout", watch.samples.Load(), watch.min.Load())
-	}
-	t.Logf("watcher: %d samples, min passing %d", watch.samples.Load(), watch.min.Load())
+		web.Version = "4"
+		rev4 := w.commit(w.images.FleetYAML(web))
+		if err := w.converge(src); err != nil {
+			t.Fatalf("roll out v4: %v", err)
+		}
+		w.expectServing(svc, "4", rev4, 2)
+		w.expectNoTrace(v2)
+
+		watch.stop()
+		if watch.samples.Load() < 20 || watch.min.Load() < 2 {
+			t.Errorf("watcher: %d samples, min passing %d; want >= 2 passing throughout", watch.samples.Load(), watch.min.Load())
+		}
+		t.Logf("watcher: %d samples, min passing %d", watch.samples.Load(), watch.min.Load())
+	})
 }
 
 func TestE2EScaleAndPrune(t *testing.T) {
-	w := newWorld(t)
-	src := w.source(w.repo.URL())
-	a := testenv.Service{Name: "e2e-scale", Version: "1", Replicas: 2}
-	b := testenv.Service{Name: "e2e-prune", Version: "1", Replicas: 1}
+	forEachDriver(t, func(t *testing.T, w *world) {
+		src := w.source(w.repo.URL())
+		a := testenv.Service{Name: "e2e-scale", Version: "1", Replicas: 2}
+		b := testenv.Service{Name: "e2e-prune", Version: "1", Replicas: 1}
 
-	rev := w.commit(w.images.FleetYAML(a, b))
-	if err := w.converge(src); err != nil {
-		t.Fatalf("deploy: %v", err)
-	}
-	w.expectServing(a.Name, "1", rev, 2)
-	w.expectServing(b.Name, "1", rev, 1)
-	first := w.vmNames(a.Name)
-	pruned := w.vmNames(b.Name)
+		rev := w.commit(w.images.FleetYAML(a, b))
+		if err := w.converge(src); err != nil {
+			t.Fatalf("deploy: %v", err)
+		}
+		w.expectServing(a.Name, "1", rev, 2)
+		w.expectServing(b.Name, "1", rev, 1)
+		first := w.vmNames(a.Name)
+		pruned := w.vmNames(b.Name)
 
-	a.Replicas = 3
-	w.commit(w.images.FleetYAML(a, b))
-	if err := w.converge(src); err != nil {
-		t.Fatalf("scale to 3: %v", err)
-	}
-	three := w.vmNames(a.Name)
-	if len(three) != 3 || !isSubset(first, three) {
-		t.Fatalf("scale 2->3: VMs %v, want the original %v plus one", three, first)
-	}
-	w.expectServing(a.Name, "1", "", 3)
+		a.Replicas = 3
+		w.commit(w.images.FleetYAML(a, b))
+		if err := w.converge(src); err != nil {
+			t.Fatalf("scale to 3: %v", err)
+		}
+		three := w.vmNames(a.Name)
+		if len(three) != 3 || !isSubset(first, three) {
+			t.Fatalf("scale 2->3: VMs %v, want the original %v plus one", three, first)
+		}
+		w.expectServing(a.Name, "1", "", 3)
 
-	// replicas 3 -> 1 and service b removed from the fleet, in one commit.
-	a.Replicas = 1
-	w.commit(w.images.FleetYAML(a))
-	if err := w.converge(src); err != nil {
-		t.Fatalf("scale to 1 and prune: %v", err)
-	}
-	one := w.vmNames(a.Name)
-	if len(one) != 1 || !isSubset(one, three) {
-		t.Fatalf("scale 3->1: VMs %v, want one of %v", one, three)
-	}
-	// The oldest keeps serving; the VM added by the scale-up goes first.
-	if !slices.Contains(first, one[0]) {
-		t.Errorf("scale 3->1 kept %s, want one of the original %v", one[0], first)
-	}
-	w.expectServing(a.Name, "1", "", 1)
-	w.expectNoTrace(pruned)
-	if ins := w.instances(b.Name); len(ins) != 0 {
-		t.Errorf("pruned service still has instances: %v", ins)
-	}
+		// replicas 3 -> 1 and service b removed from the fleet, in one commit.
+		a.Replicas = 1
+		w.commit(w.images.FleetYAML(a))
+		if err := w.converge(src); err != nil {
+			t.Fatalf("scale to 1 and prune: %v", err)
+		}
+		one := w.vmNames(a.Name)
+		if len(one) != 1 || !isSubset(one, three) {
+			t.Fatalf("scale 3->1: VMs %v, want one of %v", one, three)
+		}
+		// The oldest keeps serving; the VM added by the scale-up goes first.
+		if !slices.Contains(first, one[0]) {
+			t.Errorf("scale 3->1 kept %s, want one of the original %v", one[0], first)
+		}
+		w.expectServing(a.Name, "1", "", 1)
+		w.expectNoTrace(pruned)
+		if ins := w.instances(b.Name); len(ins) != 0 {
+			t.Errorf("pruned service still has instances: %v", ins)
+		}
+	})
 }
 
 func TestE2EBadInputChangesNothing(t *testing.T) {
-	w := newWorld(t)
-	src := w.source(w.repo.URL())
-	web := testenv.Service{Name: "e2e-bad", Version: "1", Replicas: 1}
-	rev := w.commit(w.images.FleetYAML(web))
-	if err := w.converge(src); err != nil {
-		t.Fatalf("deploy: %v", err)
-	}
-	before := w.vmNames(web.Name)
+	forEachDriver(t, func(t *testing.T, w *world) {
+		src := w.source(w.repo.URL())
+		web := testenv.Service{Name: "e2e-bad", Version: "1", Replicas: 1}
+		rev := w.commit(w.images.FleetYAML(web))
+		if err := w.converge(src); err != nil {
+			t.Fatalf("deploy: %v", err)
+		}
+		before := w.vmNames(web.Name)
 
-	good := w.images.FleetYAML(web)
-	cases := []struct {
-		name  string
-		fleet string
-		want  []string // substrings of the error
-	}{
-		{"invalid yaml", "services:\n  - name: [oops\n", []string{"fleet.yaml:", "invalid YAML"}},
-		{"unknown field", strings.Replace(good, "    replicas: 1\n", "    replicas: 1\n    replica: 2\n", 1), []string{"fleet.yaml:5:5", "replica"}},
-		{"bad sha256", strings.Replace(good, w.images.Initrd.SHA256, "abc123", 1), []string{"fleet.yaml:9:", "sha256"}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			commit := w.commit(tc.fleet)
-			err := w.converge(src)
-			if err == nil {
-				t.Fatalf("converge on %s: no error", tc.name)
-			}
-			for _, want := range append(tc.want, commit[:7]) {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not mention %q", err, want)
+		good := w.images.FleetYAML(web)
+		cases := []struct {
+			name  string
+			fleet string
+			want  []string // substrings of the error
+		}{
+			{"invalid yaml", "services:\n  - name: [oops\n", []string{"fleet.yaml:", "invalid YAML"}},
+			{"unknown field", strings.Replace(good, "    replicas: 1\n", "    replicas: 1\n    replica: 2\n", 1), []string{"fleet.yaml:5:5", "replica"}},
+			{"bad sha256", strings.Replace(good, w.images.Initrd.SHA256, "abc123", 1), []string{"fleet.yaml:9:", "sha256"}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				commit := w.commit(tc.fleet)
+				err := w.converge(src)
+				if err == nil {
+					t.Fatalf("converge on %s: no error", tc.name)
 				}
+				for _, want := range append(tc.want, commit[:7]) {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not mention %q", err, want)
+					}
+				}
+				if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+					t.Errorf("VMs changed: %v, want %v", got, before)
+				}
+			})
+		}
+
+		t.Run("checksum mismatch", func(t *testing.T) {
+			// A valid digest that is not the file's: nothing may boot from it.
+			wrong := strings.Repeat("0", 64)
+			fleet := strings.Replace(strings.Replace(good, w.images.Initrd.SHA256, wrong, 1), `version: "1"`, `version: "2"`, 1)
+			w.commit(fleet)
+			err := w.converge(src)
+			var sum *sources.ChecksumError
+			if !errors.As(err, &sum) || sum.Want != wrong || sum.Got != w.images.Initrd.SHA256 {
+				t.Fatalf("got %v, want a ChecksumError naming both digests", err)
+			}
+			if !strings.Contains(err.Error(), w.images.Initrd.URL()) {
+				t.Errorf("error %q does not name the URL", err)
 			}
 			if got := w.vmNames(web.Name); !slices.Equal(got, before) {
 				t.Errorf("VMs changed: %v, want %v", got, before)
 			}
 		})
-	}
 
-	t.Run("checksum mismatch", func(t *testing.T) {
-		// A valid digest that is not the file's: nothing may boot from it.
-		wrong := strings.Repeat("0", 64)
-		fleet := strings.Replace(strings.Replace(good, w.images.Initrd.SHA256, wrong, 1), `version: "1"`, `version: "2"`, 1)
-		w.commit(fleet)
-		err := w.converge(src)
-		var sum *sources.ChecksumError
-		if !errors.As(err, &sum) || sum.Want != wrong || sum.Got != w.images.Initrd.SHA256 {
-			t.Fatalf("got %v, want a ChecksumError naming both digests", err)
-		}
-		if !strings.Contains(err.Error(), w.images.Initrd.URL()) {
-			t.Errorf("error %q does not name the URL", err)
-		}
-		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
-			t.Errorf("VMs changed: %v, want %v", got, before)
-		}
-	})
+		t.Run("unreachable repository", func(t *testing.T) {
+			gone := w.source(filepath.Join(t.TempDir(), "no-such-repo"))
+			err := w.converge(gone)
+			if !errors.Is(err, sources.ErrFetch) {
+				t.Fatalf("got %v, want ErrFetch", err)
+			}
+			if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+				t.Errorf("VMs changed: %v, want %v", got, before)
+			}
+		})
 
-	t.Run("unreachable repository", func(t *testing.T) {
-		gone := w.source(filepath.Join(t.TempDir(), "no-such-repo"))
-		err := w.converge(gone)
-		if !errors.Is(err, sources.ErrFetch) {
-			t.Fatalf("got %v, want ErrFetch", err)
-		}
-		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
-			t.Errorf("VMs changed: %v, want %v", got, before)
-		}
-	})
-
-	t.Run("consul down when a rollout starts", func(t *testing.T) {
-		web2 := web
-		web2.Version = "2"
-		w.commit(w.images.FleetYAML(web2))
-		if err := w.consul.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		err := w.converge(src)
-		if !errors.Is(err, discovery.ErrUnavailable) {
-			t.Fatalf("got %v, want discovery.ErrUnavailable", err)
-		}
-		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
-			t.Errorf("VMs changed with consul down: %v, want %v", got, before)
-		}
-		// Consul back with its state lost: the healthy VM is registered again, not replaced.
-		if err := w.consul.Restart(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		w.commit(good)
-		if err := w.converge(src); err != nil {
-			t.Fatalf("converge after consul restart: %v", err)
-		}
-		if got := w.vmNames(web.Name); !slices.Equal(got, before) {
-			t.Errorf("VMs replaced after consul lost its state: %v, want %v", got, before)
-		}
-		// A registration starts critical until its first check passes.
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		defer cancel()
-		if err := w.reg.WaitPassing(ctx, web.Name, before, 0); err != nil {
-			t.Fatalf("re-registered VM never passed: %v", err)
-		}
-		w.expectServing(web.Name, "1", rev, 1)
+		t.Run("consul down when a rollout starts", func(t *testing.T) {
+			web2 := web
+			web2.Version = "2"
+			w.commit(w.images.FleetYAML(web2))
+			if err := w.consul.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			err := w.converge(src)
+			if !errors.Is(err, discovery.ErrUnavailable) {
+				t.Fatalf("got %v, want discovery.ErrUnavailable", err)
+			}
+			if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+				t.Errorf("VMs changed with consul down: %v, want %v", got, before)
+			}
+			// Consul back with its state lost: the healthy VM is registered again, not replaced.
+			if err := w.consul.Restart(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			w.commit(good)
+			if err := w.converge(src); err != nil {
+				t.Fatalf("converge after consul restart: %v", err)
+			}
+			if got := w.vmNames(web.Name); !slices.Equal(got, before) {
+				t.Errorf("VMs replaced after consul lost its state: %v, want %v", got, before)
+			}
+			// A registration starts critical until its first check passes.
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			if err := w.reg.WaitPassing(ctx, web.Name, before, 0); err != nil {
+				t.Fatalf("re-registered VM never passed: %v", err)
+			}
+			w.expectServing(web.Name, "1", rev, 1)
+		})
 	})
 }
 

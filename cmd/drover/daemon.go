@@ -16,6 +16,7 @@ import (
 
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor/libvirt"
+	"github.com/drover-dev/drover/hypervisor/qemu"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 )
@@ -47,7 +48,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	hv, err := libvirt.New(ctx, libvirt.Config{URI: o.libvirtURI, StateDir: o.stateDir}, log)
+	hv, err := newDriver(ctx, o, log)
 	if err != nil {
 		return nil, err
 	}
@@ -58,6 +59,28 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// driver is a hypervisor driver as the daemon holds it: the reconciler's view plus Close.
+type driver interface {
+	reconciler.Hypervisor
+	Close() error
+}
+
+var (
+	_ driver = (*libvirt.Driver)(nil)
+	_ driver = (*qemu.Driver)(nil)
+)
+
+func newDriver(ctx context.Context, o options, log *slog.Logger) (driver, error) {
+	switch o.driver {
+	case "libvirt":
+		return libvirt.New(ctx, libvirt.Config{URI: o.libvirtURI, StateDir: o.stateDir}, log)
+	case "qemu":
+		return qemu.New(ctx, qemu.Config{StateDir: o.stateDir}, log)
+	default:
+		return nil, fmt.Errorf("unknown driver %q", o.driver)
+	}
 }
 
 func (d *daemon) close() {

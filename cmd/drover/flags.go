@@ -28,7 +28,7 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.repo, "repo", "", "git repository holding the fleet: a URL or a local path (required)")
 	fs.StringVar(&o.branch, "branch", "main", "branch to track")
 	fs.StringVar(&o.path, "path", "fleet.yaml", "fleet file, or directory of *.yaml files, inside the repository")
-	fs.StringVar(&o.driver, "driver", "libvirt", "hypervisor driver: libvirt")
+	fs.StringVar(&o.driver, "driver", "libvirt", "hypervisor driver: libvirt (through libvirtd) or qemu (runs qemu-system-x86_64 itself; user networking only)")
 	fs.StringVar(&o.libvirtURI, "libvirt-uri", "qemu:///system", "libvirt connection URI (with --driver libvirt)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/drover", "directory for the git clone, the image cache and VM overlays")
 	fs.StringVar(&o.consul, "consul", "127.0.0.1:8500", "Consul agent HTTP address (the token comes from CONSUL_HTTP_TOKEN)")
@@ -69,8 +69,8 @@ func (o *options) validate(withRun bool) error {
 	if o.repo == "" {
 		problems = append(problems, "--repo is required (or DROVER_REPO)")
 	}
-	if o.driver != "libvirt" {
-		problems = append(problems, fmt.Sprintf("--driver %q: want libvirt", o.driver))
+	if o.driver != "libvirt" && o.driver != "qemu" {
+		problems = append(problems, fmt.Sprintf("--driver %q: want libvirt or qemu", o.driver))
 	}
 	if o.stateDir == "" {
 		problems = append(problems, "--state-dir must not be empty")

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-dev/drover/hypervisor/libvirt"
 	"github.com/drover-dev/drover/testenv"
 )
 
@@ -130,17 +129,29 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// TestRunOnceExitCodes runs `drover run --once` against real libvirt, Consul and git.
+// TestRunOnceExitCodes runs `drover run --once` against real Consul, git and each driver.
 func TestRunOnceExitCodes(t *testing.T) {
-	uri := testenv.Libvirt(t)
+	for _, driver := range []string{"libvirt", "qemu"} {
+		t.Run(driver, func(t *testing.T) { testRunOnceExitCodes(t, driver) })
+	}
+}
+
+func testRunOnceExitCodes(t *testing.T, driver string) {
+	uri := ""
+	if driver == "libvirt" {
+		uri = testenv.Libvirt(t)
+	}
 	images := testenv.Images(t)
 	consul := testenv.Consul(t)
 	repo := testenv.NewRepo(t)
 	state := testenv.StateDir(t)
-	t.Cleanup(func() { destroyService(t, uri, state, "e2e-cli") })
+	t.Cleanup(func() { destroyService(t, driver, uri, state, "e2e-cli") })
 
-	args := []string{"run", "--once", "--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr,
-		"--libvirt-uri", uri, "--listen", "", "--interval", "1s"}
+	common := []string{"--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr, "--driver", driver}
+	if uri != "" {
+		common = append(common, "--libvirt-uri", uri)
+	}
+	args := append([]string{"run", "--once", "--listen", "", "--interval", "1s"}, common...)
 	svc := testenv.Service{Name: "e2e-cli", Version: "1", Replicas: 1}
 	repo.Commit(t, map[string]string{"fleet.yaml": images.FleetYAML(svc)}, "v1")
 	if code, _, stderr := runCLI(t, args...); code != 0 {
@@ -151,7 +162,7 @@ func TestRunOnceExitCodes(t *testing.T) {
 		t.Fatalf("no-op: exit %d, want 0\n%s", code, stderr)
 	}
 
-	plan := []string{"plan", "--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr, "--libvirt-uri", uri}
+	plan := append([]string{"plan"}, common...)
 	if code, stdout, stderr := runCLI(t, plan...); code != 0 || !strings.Contains(stdout, "up to date") {
 		t.Fatalf("plan: exit %d, stdout %q, stderr %s", code, stdout, stderr)
 	}
@@ -166,17 +177,15 @@ func TestRunOnceExitCodes(t *testing.T) {
 		t.Fatalf("unhealthy v2: exit %d, want 1 with a rollback message\n%s", code, stderr)
 	}
 
-	bad := append([]string{}, args...)
-	bad[3] = filepath.Join(t.TempDir(), "missing")
-	bad[5] = t.TempDir()
+	bad := append(append([]string{}, args...), "--repo", filepath.Join(t.TempDir(), "missing"), "--state-dir", testenv.StateDir(t))
 	if code, _, stderr := runCLI(t, bad...); code != 1 || !strings.Contains(stderr, "missing") {
 		t.Fatalf("unreachable repo: exit %d, want 1 naming it\n%s", code, stderr)
 	}
 }
 
-func destroyService(t *testing.T, uri, state, service string) {
+func destroyService(t *testing.T, driver, uri, state, service string) {
 	ctx := context.Background()
-	hv, err := libvirt.New(ctx, libvirt.Config{URI: uri, StateDir: state}, slog.New(slog.DiscardHandler))
+	hv, err := newDriver(ctx, options{driver: driver, libvirtURI: uri, stateDir: state}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Logf("cleanup: %v", err)
 		return
