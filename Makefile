@@ -57,7 +57,7 @@ bench: testenv
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
 ## demo: Consul, libvirtd and a demo fleet repository, then `drover run` against them
-demo: testenv build
+demo: deps build $(BIN)/drover-testenv
 	$(BIN)/drover-testenv demo -drover $(BIN)/drover -dir $(CACHE)/demo
 
 ## demo-clean: destroy the demo's VMs and state

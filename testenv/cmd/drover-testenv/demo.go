@@ -13,13 +13,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/drover-dev/drover/hypervisor/libvirt"
+	"github.com/drover-dev/drover/hypervisor/qemu"
 	"github.com/drover-dev/drover/testenv"
 )
 
 func init() {
 	commands["demo"] = command{
-		summary: "run drover against local libvirtd, a Consul agent and a demo fleet repository",
+		summary: "run drover (direct QEMU driver) against a Consul agent and a demo fleet repository",
 		run:     runDemo,
 	}
 }
@@ -33,7 +33,7 @@ func runDemo(ctx context.Context, log *slog.Logger, args []string) error {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: drover-testenv demo -drover PATH [-dir DIR] [-consul-port 18500] [-listen 127.0.0.1:7070]\n"+
 			"       drover-testenv demo -clean [-dir DIR]\n\n"+
-			"Builds the test images, starts libvirtd and a Consul dev agent, creates a fleet\n"+
+			"Builds the test images, starts a Consul dev agent, creates a fleet\n"+
 			"repository in DIR/fleet (version 1 of %q, 2 replicas) unless it exists, and runs\n"+
 			"`drover run` against it until interrupted. VMs keep running afterwards; -clean\n"+
 			"destroys them and removes DIR.\n\n", demoService)
@@ -66,9 +66,6 @@ func runDemo(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := testenv.EnsureLibvirtd(ctx, log); err != nil {
-		return err
-	}
 	bin, err := testenv.ConsulBinary(ctx, cache, log)
 	if err != nil {
 		return err
@@ -98,7 +95,7 @@ Drover demo
   drover status     http://%[4]s/status
 
 Drover now boots %[3]s version 1.0.0 (2 VMs). In another terminal, watch the instances:
-  watch -n1 "curl -s 'http://%[2]s/v1/health/service/%[3]s?passing' | grep -o '\"version\":\"[^\"]*\"'"
+  watch -n1 "curl -s 'http://%[2]s/v1/health/service/%[3]s?passing' | grep -o '\"version\": *\"[^\"]*\"'"
 
 Then commit version 2.0.0 and watch it roll out (blue-green, gated on /healthz):
   cd %[1]s && sed -i 's/1\.0\.0/2.0.0/g' fleet.yaml && git -c user.name=demo -c user.email=demo@localhost commit -qam "%[3]s 2.0.0"
@@ -111,10 +108,11 @@ Ctrl-C stops drover and Consul; the VMs keep running. 'make demo-clean' destroys
 `, repoDir, agent.Addr, demoService, *listen)
 
 	cmd := exec.CommandContext(ctx, *drover, "run",
-		"--repo", repoDir, "--interval", "5s",
+		"--repo", repoDir, "--interval", "5s", "--driver", "qemu",
 		"--state-dir", filepath.Join(abs, "state"),
 		"--consul", agent.Addr, "--listen", *listen)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	// The demo uses the direct QEMU driver: it needs no libvirtd.
 	// Drover stops cleanly between steps on SIGTERM; a kill would be the last resort.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 2 * time.Minute
@@ -125,10 +123,10 @@ Ctrl-C stops drover and Consul; the VMs keep running. 'make demo-clean' destroys
 }
 
 func cleanDemo(ctx context.Context, log *slog.Logger, dir string) error {
-	if err := testenv.EnsureLibvirtd(ctx, log); err != nil {
-		return err
+	if _, err := os.Stat(filepath.Join(dir, "state")); errors.Is(err, os.ErrNotExist) {
+		return nil // nothing was ever started
 	}
-	hv, err := libvirt.New(ctx, libvirt.Config{URI: "qemu:///system", StateDir: filepath.Join(dir, "state")}, log)
+	hv, err := qemu.New(ctx, qemu.Config{StateDir: filepath.Join(dir, "state")}, log)
 	if err != nil {
 		return err
 	}
