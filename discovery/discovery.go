@@ -39,6 +39,9 @@ type Client struct {
 	api  *api.Client
 	addr string
 	log  *slog.Logger
+	// probeClient runs Probe's HTTP checks: no keep-alive, like Consul's checks, so a
+	// probe always opens a fresh connection to the instance.
+	probeClient *http.Client
 }
 
 // New returns a Client for cfg. It does not contact Consul; Ping does.
@@ -54,7 +57,8 @@ func New(cfg Config, log *slog.Logger) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", acfg.Address, err)
 	}
-	return &Client{api: c, addr: acfg.Address, log: log}, nil
+	probe := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	return &Client{api: c, addr: acfg.Address, log: log, probeClient: probe}, nil
 }
 
 // Address is the agent address the client talks to.

@@ -36,6 +36,10 @@ type Registration struct {
 	Tags                 []string
 	Meta                 map[string]string
 	Check                Check
+	// Passing registers the check as passing instead of critical. Only for a caller
+	// that has just run the very same check itself (Probe) and seen it pass: Consul
+	// then keeps checking from there, without first waiting out its own interval.
+	Passing bool
 }
 
 func (r Registration) validate() error {
@@ -80,6 +84,9 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 		Interval: r.Check.Interval.String(),
 		// Explicit, so no instance counts as passing before its check has run and passed.
 		Status: api.HealthCritical,
+	}
+	if r.Passing {
+		check.Status = api.HealthPassing
 	}
 	if r.Check.Timeout > 0 {
 		check.Timeout = r.Check.Timeout.String()

@@ -25,6 +25,8 @@ type Registry interface {
 	SetMaintenance(ctx context.Context, id string, on bool, reason string) error
 	Instances(ctx context.Context, tag string) ([]discovery.Instance, error)
 	WaitPassing(ctx context.Context, service string, ids []string, hold time.Duration) error
+	// Probe runs an instance's check once from here (Consul's semantics).
+	Probe(ctx context.Context, reg discovery.Registration) error
 }
 
 // Images resolves a golden image to a verified local file.

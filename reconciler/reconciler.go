@@ -23,6 +23,9 @@ type Config struct {
 	// Now and Rand make time and VM name suffixes controllable in tests.
 	Now  func() time.Time
 	Rand *rand.Rand
+	// ProbeInterval is how often a booting VM's check is run by Drover itself, to notice
+	// it healthy sooner than Consul's interval allows. Default 100ms.
+	ProbeInterval time.Duration
 	// PruneDrain and PruneShutdownTimeout apply to services removed from the fleet, whose
 	// own update settings are gone with them. Defaults 5s and 30s.
 	PruneDrain           time.Duration
@@ -57,6 +60,9 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x64726f766572))
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 100 * time.Millisecond
 	}
 	if cfg.PruneDrain == 0 {
 		cfg.PruneDrain = 5 * time.Second

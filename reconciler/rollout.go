@@ -62,7 +62,10 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		for _, vm := range append(append([]hypervisor.VM{}, sp.Current...), created...) {
 			ids = append(ids, vm.Name)
 		}
+		stopProbes := r.probeAll(gateCtx, log, svc, created)
 		err = r.cfg.Registry.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
+		// Every probe ends before a rollback can deregister what it would register.
+		stopProbes()
 		if err == nil {
 			log.Info("rollout healthy", "version", svc.Version, "created", len(created), "took", time.Since(started).Round(time.Millisecond))
 			return nil
@@ -165,6 +168,41 @@ func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc source
 		return vm, fmt.Errorf("register %s: %w", vm.Name, err)
 	}
 	return vm, nil
+}
+
+// probeAll runs each new VM's check from here every ProbeInterval until it passes, then
+// registers the VM again as passing, so the gate wakes when the guest is healthy rather
+// than up to a check interval later. Consul keeps checking from then on, and the gate
+// still requires Consul to see every VM passing for min_healthy_time. The returned
+// func stops the probes and waits for them.
+func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources.Service, vms []hypervisor.VM) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, vm := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reg := registration(svc, vm)
+			tick := time.NewTicker(r.cfg.ProbeInterval)
+			defer tick.Stop()
+			for {
+				if err := r.cfg.Registry.Probe(ctx, reg); err == nil {
+					reg.Passing = true
+					if err := r.cfg.Registry.Register(ctx, reg); err != nil && ctx.Err() == nil {
+						log.Warn("register healthy vm as passing", "vm", vm.Name, "err", err)
+					}
+					log.Debug("vm answered its check", "vm", vm.Name)
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
 }
 
 // baseSpec is the hypervisor spec every new VM of svc shares, with images resolved to
