@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor"
@@ -36,6 +37,10 @@ type ServicePlan struct {
 	// Current are running VMs with the desired spec, Predecessors running VMs with another.
 	Current      []hypervisor.VM
 	Predecessors []hypervisor.VM
+	// Pending are current VMs still inside their healthy_deadline that Consul does not
+	// (yet) see passing: the health gate of a rollout that was interrupted, say by a
+	// restart. The pass waits for them before it counts the service as done.
+	Pending []hypervisor.VM
 	// Create is how many new VMs to boot.
 	Create int
 	// Retire are running VMs to drain and destroy. Predecessors among them go only once
@@ -52,7 +57,7 @@ type ServicePlan struct {
 
 // Noop reports whether the service needs no action.
 func (p ServicePlan) Noop() bool {
-	return p.Create == 0 && len(p.Retire) == 0 && len(p.Remove) == 0 && len(p.Register) == 0
+	return p.Create == 0 && len(p.Pending) == 0 && len(p.Retire) == 0 && len(p.Remove) == 0 && len(p.Register) == 0
 }
 
 // Noop reports whether the whole plan needs no action.
@@ -73,7 +78,7 @@ type failure struct {
 }
 
 // plan diffs desired against observed. It is pure: the same inputs give the same plan.
-func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string]failure) Plan {
+func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string]failure, now time.Time) Plan {
 	p := Plan{Revision: revision}
 	byService := map[string][]hypervisor.VM{}
 	vmNames := map[string]bool{}
@@ -91,7 +96,7 @@ func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string
 	sort.Strings(p.Orphans)
 
 	for _, svc := range fleet.Services {
-		p.Services = append(p.Services, planService(revision, svc, byService[svc.Name], instances, failed[svc.Name]))
+		p.Services = append(p.Services, planService(revision, svc, byService[svc.Name], instances, failed[svc.Name], now))
 		delete(byService, svc.Name)
 	}
 	// What is left belongs to services gone from the fleet.
@@ -114,7 +119,7 @@ func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string
 	return p
 }
 
-func planService(revision string, svc sources.Service, vms []hypervisor.VM, instances map[string]discovery.Instance, failed failure) ServicePlan {
+func planService(revision string, svc sources.Service, vms []hypervisor.VM, instances map[string]discovery.Instance, failed failure, now time.Time) ServicePlan {
 	hash := SpecHash(svc)
 	sp := ServicePlan{Service: svc.Name, Version: svc.Version, SpecHash: hash, Replicas: svc.Replicas}
 	for _, vm := range sortedVMs(vms) {
@@ -143,6 +148,13 @@ func planService(revision string, svc sources.Service, vms []hypervisor.VM, inst
 	}
 	if extra := len(sp.Current) - svc.Replicas; extra > 0 {
 		sp.Retire = append(sp.Retire, retireOrder(sp.Current, instances)[:extra]...)
+	}
+	for _, vm := range sp.Current {
+		in, registered := instances[vm.Name]
+		if registered && in.Status != discovery.StatusPassing && now.Before(vm.Meta.Created.Add(svc.Update.HealthyDeadline)) &&
+			!slices.ContainsFunc(sp.Retire, func(r hypervisor.VM) bool { return r.Name == vm.Name }) {
+			sp.Pending = append(sp.Pending, vm)
+		}
 	}
 	sp.Retire = append(sp.Retire, sp.Predecessors...)
 	return sp
@@ -204,6 +216,9 @@ func (p Plan) String() string {
 		}
 		for _, vm := range s.Register {
 			fmt.Fprintf(&b, "  register %s again in Consul\n", vm.Name)
+		}
+		for _, vm := range s.Pending {
+			fmt.Fprintf(&b, "  wait for %s to pass its check\n", vm.Name)
 		}
 		if s.Create > 0 {
 			fmt.Fprintf(&b, "  create %d VM(s) %s-%s-*\n", s.Create, s.Service, shortHash(s.SpecHash))

@@ -69,6 +69,7 @@ func TestPlan(t *testing.T) {
 		fleet  []sources.Service
 		obs    Observed
 		failed map[string]failure
+		now    time.Time
 		// want
 		create       int
 		retire       []string
@@ -78,6 +79,7 @@ func TestPlan(t *testing.T) {
 		predecessors int
 		held         bool
 		noop         bool
+		pending      int
 	}{
 		{name: "empty host", fleet: []sources.Service{v1}, create: 2},
 		{name: "matching fleet is a no-op", fleet: []sources.Service{v1},
@@ -101,6 +103,12 @@ func TestPlan(t *testing.T) {
 			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a)}, register: []string{b.Name}},
 		{name: "registration without VM is an orphan", fleet: []sources.Service{v1},
 			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b, c)}, orphans: []string{c.Name}},
+		{name: "booting VM of an interrupted rollout is waited for", fleet: []sources.Service{v1},
+			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: append(passing(a), discovery.Instance{ID: b.Name, Status: discovery.StatusCritical})},
+			now: b.Meta.Created.Add(time.Second), pending: 1},
+		{name: "long-critical VM is not a pending rollout", fleet: []sources.Service{v1},
+			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: append(passing(a), discovery.Instance{ID: b.Name, Status: discovery.StatusCritical})},
+			now: b.Meta.Created.Add(time.Hour), noop: true},
 		{name: "failed revision is held", fleet: []sources.Service{v2},
 			obs:    Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)},
 			failed: map[string]failure{"web": {Revision: "rev1", SpecHash: SpecHash(v2), Reason: "unhealthy"}},
@@ -112,12 +120,13 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := plan("rev1", &sources.Fleet{Services: tt.fleet}, tt.obs, tt.failed)
+			p := plan("rev1", &sources.Fleet{Services: tt.fleet}, tt.obs, tt.failed, tt.now)
 			var create int
 			var retire, remove, register []string
 			var held bool
-			var predecessors int
+			var predecessors, pending int
 			for _, sp := range p.Services {
+				pending += len(sp.Pending)
 				create += sp.Create
 				retire = append(retire, names(sp.Retire)...)
 				remove = append(remove, names(sp.Remove)...)
@@ -145,6 +154,7 @@ func TestPlan(t *testing.T) {
 			check("held", held, tt.held)
 			check("predecessors", predecessors, tt.predecessors)
 			check("noop", p.Noop(), tt.noop)
+			check("pending", pending, tt.pending)
 		})
 	}
 }

@@ -135,7 +135,7 @@ func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, erro
 	if err != nil {
 		return Plan{}, err
 	}
-	return plan(rev.Commit, rev.Fleet, obs, r.failures()), nil
+	return plan(rev.Commit, rev.Fleet, obs, r.failures(), r.cfg.Now()), nil
 }
 
 // Pass reads the world, diffs it against rev and acts. Services are handled in parallel;

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,7 +38,7 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		return r.retire(ctx, log, sp.Retire, r.cfg.PruneDrain, r.cfg.PruneShutdownTimeout)
 	}
 
-	if sp.Create > 0 || len(sp.Predecessors) > 0 {
+	if sp.Create > 0 || len(sp.Predecessors) > 0 || len(sp.Pending) > 0 {
 		if err := r.rollout(ctx, log, revision, svc, sp); err != nil {
 			return err
 		}
@@ -60,9 +61,12 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	if err == nil {
 		ids := make([]string, 0, len(sp.Current)+len(created))
 		for _, vm := range append(append([]hypervisor.VM{}, sp.Current...), created...) {
-			ids = append(ids, vm.Name)
+			// Extras about to be retired need not pass: they are going anyway.
+			if !slices.ContainsFunc(sp.Retire, func(r hypervisor.VM) bool { return r.Name == vm.Name }) {
+				ids = append(ids, vm.Name)
+			}
 		}
-		stopProbes := r.probeAll(gateCtx, log, svc, created)
+		stopProbes := r.probeAll(gateCtx, log, svc, append(append([]hypervisor.VM{}, sp.Pending...), created...))
 		err = r.cfg.Registry.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
 		// Every probe ends before a rollback can deregister what it would register.
 		stopProbes()
