@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor"
 	"github.com/drover-dev/drover/sources"
 )
@@ -247,11 +248,17 @@ func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervi
 		return err
 	}
 	var errs []error
+	var unregistered []hypervisor.VM
 	draining := make([]hypervisor.VM, 0, len(vms))
 	for _, vm := range vms {
 		err := r.finish(ctx, func(ctx context.Context) error {
 			return r.cfg.Registry.SetMaintenance(ctx, vm.Name, true, "drover: draining before destroy")
 		})
+		if errors.Is(err, discovery.ErrNotFound) {
+			// Not in Consul, so no client is sent to it: nothing to drain.
+			unregistered = append(unregistered, vm)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("drain %s: %w", vm.Name, err))
 			continue
@@ -273,7 +280,7 @@ func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervi
 		wg sync.WaitGroup
 		mu sync.Mutex
 	)
-	for _, vm := range draining {
+	for _, vm := range append(draining, unregistered...) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
