@@ -30,6 +30,9 @@ type Config struct {
 	// own update settings are gone with them. Defaults 5s and 30s.
 	PruneDrain           time.Duration
 	PruneShutdownTimeout time.Duration
+	// Hook, when set, is called at each named point of a pass (see the Point constants).
+	// Fault-injection tests use it to kill Drover at exact places of a rollout.
+	Hook func(point string)
 	// OpTimeout bounds each driver or registry call that must finish even when the pass is
 	// being cancelled (creating, destroying, deregistering), so a signal never leaves a
 	// half-made VM behind. Default 2m.
@@ -60,6 +63,9 @@ func New(cfg Config) (*Reconciler, error) {
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x64726f766572))
+	}
+	if cfg.Hook == nil {
+		cfg.Hook = func(string) {}
 	}
 	if cfg.ProbeInterval == 0 {
 		cfg.ProbeInterval = 100 * time.Millisecond
@@ -126,6 +132,7 @@ func (r *Reconciler) Observe(ctx context.Context) (Observed, error) {
 	if err != nil {
 		return Observed{}, fmt.Errorf("observe: consul instances: %w", err)
 	}
+	r.cfg.Hook(PointObserved)
 	return Observed{VMs: vms, Instances: instances}, nil
 }
 
@@ -178,6 +185,7 @@ func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, er
 			errs = append(errs, fmt.Errorf("deregister orphan %s: %w", id, err))
 			continue
 		}
+		r.cfg.Hook(PointOrphanDeregistered)
 		log.Info("deregistered instance whose VM is gone", "vm", id)
 	}
 	res.Err = errors.Join(errs...)

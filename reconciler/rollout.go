@@ -68,10 +68,12 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 			}
 		}
 		stopProbes := r.probeAll(gateCtx, log, svc, append(append([]hypervisor.VM{}, sp.Pending...), created...))
+		r.cfg.Hook(PointGateWaiting)
 		err = r.cfg.Registry.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
 		// Every probe ends before a rollback can deregister what it would register.
 		stopProbes()
 		if err == nil {
+			r.cfg.Hook(PointGatePassed)
 			log.Info("rollout healthy", "version", svc.Version, "created", len(created), "took", time.Since(started).Round(time.Millisecond))
 			return nil
 		}
@@ -89,6 +91,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	}
 
 	rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err}
+	r.cfg.Hook(PointRollback)
 	if svc.Update.AutoRollback {
 		doomed := created
 		if len(sp.Predecessors) > 0 {
@@ -167,11 +170,13 @@ func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc source
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("create %s: %w", spec.Name, err)
 	}
+	r.cfg.Hook(PointCreated)
 	log.Info("created vm", "vm", vm.Name, "address", fmt.Sprintf("%s:%d", vm.Address, vm.Port))
 	err = r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, registration(svc, vm)) })
 	if err != nil {
 		return vm, fmt.Errorf("register %s: %w", vm.Name, err)
 	}
+	r.cfg.Hook(PointRegistered)
 	return vm, nil
 }
 
@@ -196,6 +201,7 @@ func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources
 					if err := r.cfg.Registry.Register(ctx, reg); err != nil && ctx.Err() == nil {
 						log.Warn("register healthy vm as passing", "vm", vm.Name, "err", err)
 					}
+					r.cfg.Hook(PointProbePassed)
 					log.Debug("vm answered its check", "vm", vm.Name)
 					return
 				}
@@ -263,6 +269,7 @@ func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervi
 			errs = append(errs, fmt.Errorf("drain %s: %w", vm.Name, err))
 			continue
 		}
+		r.cfg.Hook(PointMaintenance)
 		draining = append(draining, vm)
 	}
 	if len(draining) > 0 && drain > 0 {
@@ -275,6 +282,7 @@ func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervi
 			// In maintenance and still running: the next pass drains them again.
 			return errors.Join(append(errs, ctx.Err())...)
 		}
+		r.cfg.Hook(PointDrained)
 	}
 	var (
 		wg sync.WaitGroup
@@ -288,6 +296,7 @@ func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervi
 				if err := r.cfg.Hypervisor.Shutdown(ctx, vm.Name, shutdownTimeout); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
 					return fmt.Errorf("shutdown %s: %w", vm.Name, err)
 				}
+				r.cfg.Hook(PointShutdown)
 				return nil
 			})
 			if err == nil {
@@ -313,9 +322,11 @@ func (r *Reconciler) remove(ctx context.Context, log *slog.Logger, vm hypervisor
 		if err := r.cfg.Hypervisor.Destroy(ctx, vm.Name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
 			return fmt.Errorf("destroy %s: %w", vm.Name, err)
 		}
+		r.cfg.Hook(PointDestroyed)
 		if err := r.cfg.Registry.Deregister(ctx, vm.Name); err != nil {
 			return fmt.Errorf("deregister %s: %w", vm.Name, err)
 		}
+		r.cfg.Hook(PointDeregistered)
 		log.Debug("removed vm", "vm", vm.Name)
 		return nil
 	})

@@ -53,7 +53,12 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	d.closers = append(d.closers, hv.Close)
-	d.reconciler, err = reconciler.New(reconciler.Config{Hypervisor: hv, Registry: registry, Images: images, Log: log})
+	hook, err := crashHook(log)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	d.reconciler, err = reconciler.New(reconciler.Config{Hypervisor: hv, Registry: registry, Images: images, Log: log, Hook: hook})
 	if err != nil {
 		d.close()
 		return nil, err
