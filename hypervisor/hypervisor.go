@@ -82,4 +82,9 @@ type VM struct {
 	// address (empty until known) and GuestPort otherwise.
 	Address string
 	Port    int
+	// Drift lists, one human-readable line each, how the VM's definition or process
+	// now differs from what it was created with ("memory: created with 128 MiB, now
+	// 256 MiB"). Empty when the VM is as created, or when it was created by a Drover
+	// that did not record what it created.
+	Drift []string
 }

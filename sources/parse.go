@@ -23,7 +23,10 @@ const (
 	DefaultNetworkMode     = "user"
 	DefaultCheckInterval   = 5 * time.Second
 	DefaultCheckTimeout    = 2 * time.Second
-	DefaultStrategy        = "blue-green"
+	DefaultStrategy        = StrategyBlueGreen
+	DefaultMaxSurge        = 1 // rolling
+	DefaultMaxUnavailable  = 0 // rolling
+	DefaultCanary          = 1 // canary
 	DefaultHealthyDeadline = 5 * time.Minute
 	DefaultDrain           = 5 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
@@ -32,12 +35,13 @@ const (
 // Field names per block; the order is the order of the contract, used in messages.
 var (
 	topFields      = []string{"services"}
-	serviceFields  = []string{"name", "version", "replicas", "cpus", "memory", "image", "network", "port", "check", "update"}
+	serviceFields  = []string{"name", "version", "replicas", "cpus", "memory", "image", "network", "port", "check", "update", "chaos"}
 	imageFields    = []string{"kernel", "initrd", "cmdline", "disk"}
 	artifactFields = []string{"url", "sha256"}
 	networkFields  = []string{"mode", "bridge", "network"}
 	checkFields    = []string{"http", "tcp", "interval", "timeout"}
-	updateFields   = []string{"strategy", "min_healthy_time", "healthy_deadline", "drain", "shutdown_timeout", "auto_rollback"}
+	updateFields   = []string{"strategy", "max_surge", "max_unavailable", "canary", "min_healthy_time", "healthy_deadline", "drain", "shutdown_timeout", "auto_rollback"}
+	chaosFields    = []string{"interval", "window"}
 )
 
 var (
@@ -45,6 +49,7 @@ var (
 	memoryRE   = regexp.MustCompile(`^([0-9]+)(MiB|GiB)$`)
 	sha256RE   = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 	yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+	windowRE   = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
 )
 
 // maxMergeDepth bounds `<<` merge keys: an anchor can be merged into itself, and
@@ -383,12 +388,17 @@ func (p *parser) service(i int, n *yaml.Node) (Service, bool) {
 			s.Version = f.val.Value
 		}
 	}
+	// The update block is checked against replicas only when replicas is valid, so a
+	// typo there is not reported a second time as a bad update block.
+	replicasOK := true
 	if f, ok := b.get("replicas"); ok {
+		replicasOK = false
 		if v, ok := p.integer(b, f, "replicas"); ok {
 			if v < 0 {
 				p.errorf(f.val, "replicas must be >= 0, got %d", v)
 			} else {
 				s.Replicas = v
+				replicasOK = true
 			}
 		}
 	}
@@ -422,7 +432,8 @@ func (p *parser) service(i int, n *yaml.Node) (Service, bool) {
 	if f, ok := p.require(b, "check"); ok {
 		s.Check = p.check(f.val)
 	}
-	s.Update = p.update(b)
+	s.Update = p.update(b, s.Replicas, replicasOK)
+	s.Chaos = p.chaos(b)
 	return s, true
 }
 
@@ -700,7 +711,9 @@ func (p *parser) check(n *yaml.Node) Check {
 	return c
 }
 
-func (p *parser) update(svc *block) Update {
+// update parses the `update:` block. replicasOK says whether replicas holds the value
+// written (or its default) rather than a fallback for an invalid one.
+func (p *parser) update(svc *block, replicas int, replicasOK bool) Update {
 	u := Update{
 		Strategy:        DefaultStrategy,
 		HealthyDeadline: DefaultHealthyDeadline,
@@ -716,17 +729,22 @@ func (p *parser) update(svc *block) Update {
 	if !ok {
 		return u
 	}
+	// With an invalid strategy, which of its fields are allowed is unknown: say nothing
+	// about them rather than guess.
+	strategyOK := true
 	if f, ok := b.get("strategy"); ok {
-		if v, ok := p.str(b, f, "strategy"); ok {
-			switch v {
-			case "blue-green":
-			case "rolling", "canary":
-				p.errorf(f.val, "update.strategy %s is not supported yet; use blue-green", v)
-			default:
-				p.errorf(f.val, "update.strategy: want blue-green, got %q", v)
-			}
+		v, ok := p.str(b, f, "strategy")
+		switch {
+		case !ok:
+			strategyOK = false
+		case v == StrategyBlueGreen || v == StrategyRolling || v == StrategyCanary:
+			u.Strategy = v
+		default:
+			p.errorf(f.val, "update.strategy: want blue-green, rolling or canary, got %q", v)
+			strategyOK = false
 		}
 	}
+	p.strategyCounts(b, &u, strategyOK, replicas, replicasOK)
 	durations := []struct {
 		name     string
 		dst      *time.Duration
@@ -766,6 +784,116 @@ func (p *parser) update(svc *block) Update {
 		}
 	}
 	return u
+}
+
+// strategyCounts parses the integer fields that belong to one strategy each, applies
+// their defaults for the strategy in u, and checks them against each other and replicas.
+func (p *parser) strategyCounts(b *block, u *Update, strategyOK bool, replicas int, replicasOK bool) {
+	switch u.Strategy {
+	case StrategyRolling:
+		u.MaxSurge, u.MaxUnavailable = DefaultMaxSurge, DefaultMaxUnavailable
+	case StrategyCanary:
+		u.Canary = DefaultCanary
+	}
+	counts := []struct {
+		name     string
+		dst      *int
+		min      int
+		strategy string
+	}{
+		{"max_surge", &u.MaxSurge, 0, StrategyRolling},
+		{"max_unavailable", &u.MaxUnavailable, 0, StrategyRolling},
+		{"canary", &u.Canary, 1, StrategyCanary},
+	}
+	// valid holds the fields written with a valid value, those cross-checked below.
+	valid := map[string]*yaml.Node{}
+	for _, c := range counts {
+		f, ok := b.get(c.name)
+		if !ok {
+			continue
+		}
+		if strategyOK && u.Strategy != c.strategy {
+			p.errorf(f.key, "update.%s is only allowed with strategy %s, not %s", c.name, c.strategy, u.Strategy)
+		}
+		v, ok := p.integer(b, f, c.name)
+		switch {
+		case !ok:
+		case v < c.min:
+			p.errorf(f.val, "update.%s must be >= %d, got %d", c.name, c.min, v)
+		case u.Strategy == c.strategy:
+			*c.dst = v
+			valid[c.name] = f.val
+		}
+	}
+	// A max_unavailable written wrong is not 0, whatever the default says.
+	_, badUnavailable := b.get("max_unavailable")
+	badUnavailable = badUnavailable && valid["max_unavailable"] == nil
+	switch u.Strategy {
+	case StrategyRolling:
+		// max_surge defaults to 1, so both are 0 only when max_surge is written as 0.
+		if at := valid["max_surge"]; at != nil && !badUnavailable && u.MaxSurge == 0 && u.MaxUnavailable == 0 {
+			p.errorf(at, "update: max_surge and max_unavailable cannot both be 0: the rollout could never make progress")
+		}
+		// replicas 0 is a service switched off: its update block stays valid for when it
+		// is switched on again.
+		if at := valid["max_unavailable"]; at != nil && replicasOK && replicas > 0 && u.MaxUnavailable > replicas {
+			p.errorf(at, "update.max_unavailable %d must not be more than replicas %d", u.MaxUnavailable, replicas)
+		}
+	case StrategyCanary:
+		if at := valid["canary"]; at != nil && replicasOK && replicas > 0 && u.Canary > replicas {
+			p.errorf(at, "update.canary %d must not be more than replicas %d", u.Canary, replicas)
+		}
+	}
+}
+
+// chaos parses the optional `chaos:` block; nil when it is absent or not a mapping.
+func (p *parser) chaos(svc *block) *Chaos {
+	f, ok := svc.get("chaos")
+	if !ok {
+		return nil
+	}
+	b, ok := p.mapping(f.val, "chaos", "chaos", chaosFields)
+	if !ok {
+		return nil
+	}
+	c := &Chaos{}
+	if f, ok := p.require(b, "interval"); ok {
+		if d, ok := p.duration(b, f, "interval"); ok {
+			if d <= 0 {
+				p.errorf(f.val, "chaos.interval must be greater than 0, got %s", f.val.Value)
+			} else {
+				c.Interval = d
+			}
+		}
+	}
+	if f, ok := b.get("window"); ok {
+		c.Window = p.window(f.val)
+	}
+	return c
+}
+
+// window reads a daily UTC time range HH:MM-HH:MM, which may wrap midnight.
+func (p *parser) window(n *yaml.Node) *Window {
+	var m []string
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		m = windowRE.FindStringSubmatch(n.Value)
+	}
+	if m == nil {
+		p.errorf(n, "chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got %s", describe(n))
+		return nil
+	}
+	at := func(h, min string) time.Duration {
+		// The pattern admits only two digits each, in range.
+		hv, _ := strconv.Atoi(h)
+		mv, _ := strconv.Atoi(min)
+		return time.Duration(hv)*time.Hour + time.Duration(mv)*time.Minute
+	}
+	w := &Window{Start: at(m[1], m[2]), End: at(m[3], m[4])}
+	if w.Start == w.End {
+		p.errorf(n, "chaos.window %s is empty: start and end must differ (leave window out to allow any time)", n.Value)
+		return nil
+	}
+	return w
 }
 
 // checkDuplicates reports every service whose name was already declared, pointing at

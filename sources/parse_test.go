@@ -35,12 +35,17 @@ const fullFleet = `services:
       interval: 1s
       timeout: 1s
     update:
-      strategy: blue-green
+      strategy: rolling
+      max_surge: 2
+      max_unavailable: 1
       min_healthy_time: 3s
       healthy_deadline: 2m
       drain: 10s
       shutdown_timeout: 1m
       auto_rollback: false
+    chaos:
+      interval: 10m
+      window: "22:30-02:00"
   - name: db
     version: 7
     replicas: 0
@@ -50,6 +55,8 @@ const fullFleet = `services:
     network: {mode: network, network: default}
     port: 5432
     check: {tcp: true}
+    update: {strategy: canary}
+    chaos: {interval: 1h}
 `
 
 func TestParseFull(t *testing.T) {
@@ -70,10 +77,12 @@ func TestParseFull(t *testing.T) {
 			Port:    8080,
 			Check:   Check{HTTP: "/healthz", Interval: time.Second, Timeout: time.Second},
 			Update: Update{
-				Strategy: "blue-green", MinHealthyTime: 3 * time.Second, HealthyDeadline: 2 * time.Minute,
+				Strategy: "rolling", MaxSurge: 2, MaxUnavailable: 1,
+				MinHealthyTime: 3 * time.Second, HealthyDeadline: 2 * time.Minute,
 				Drain: 10 * time.Second, ShutdownTimeout: time.Minute, AutoRollback: false,
 			},
-			Pos: Pos{File: "fleet.yaml", Line: 2, Col: 5},
+			Chaos: &Chaos{Interval: 10 * time.Minute, Window: &Window{Start: 22*time.Hour + 30*time.Minute, End: 2 * time.Hour}},
+			Pos:   Pos{File: "fleet.yaml", Line: 2, Col: 5},
 		},
 		{
 			Name: "db", Version: "7", Replicas: 0, CPUs: 1, MemoryMiB: 512,
@@ -82,10 +91,11 @@ func TestParseFull(t *testing.T) {
 			Port:    5432,
 			Check:   Check{TCP: true, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout},
 			Update: Update{
-				Strategy: "blue-green", HealthyDeadline: 5 * time.Minute,
+				Strategy: "canary", Canary: 1, HealthyDeadline: 5 * time.Minute,
 				Drain: 5 * time.Second, ShutdownTimeout: 30 * time.Second, AutoRollback: true,
 			},
-			Pos: Pos{File: "fleet.yaml", Line: 27, Col: 5},
+			Chaos: &Chaos{Interval: time.Hour},
+			Pos:   Pos{File: "fleet.yaml", Line: 32, Col: 5},
 		},
 	}}
 	if !reflect.DeepEqual(got, want) {
@@ -103,6 +113,9 @@ func dump(f *Fleet) string {
 	var b strings.Builder
 	for _, s := range f.Services {
 		fmt.Fprintf(&b, "\n  %+v kernel=%+v initrd=%+v disk=%+v", s, s.Image.Kernel, s.Image.Initrd, s.Image.Disk)
+		if s.Chaos != nil {
+			fmt.Fprintf(&b, " chaos=%+v window=%v", *s.Chaos, s.Chaos.Window)
+		}
 	}
 	return b.String()
 }
@@ -207,7 +220,92 @@ func TestParseDefaults(t *testing.T) {
 			}
 			got := f.Services[len(f.Services)-1]
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("service:\n got %+v\nwant %+v", got, tt.want)
+				t.Errorf("service:\n got %s\nwant %s", dump(&Fleet{Services: []Service{got}}), dump(&Fleet{Services: []Service{tt.want}}))
+			}
+		})
+	}
+}
+
+// minimalService is what minimal("") parses to; tests change what they set.
+func minimalService(change func(*Service)) Service {
+	s := Service{
+		Name: "web", Version: "v1", Replicas: 1, CPUs: 1, MemoryMiB: 256,
+		Image:   Image{Kernel: &Artifact{URL: "file:///k", SHA256: hexA}},
+		Network: Network{Mode: "user"},
+		Port:    80,
+		Check:   Check{HTTP: "/", Interval: 5 * time.Second, Timeout: 2 * time.Second},
+		Update: Update{
+			Strategy: "blue-green", HealthyDeadline: 5 * time.Minute,
+			Drain: 5 * time.Second, ShutdownTimeout: 30 * time.Second, AutoRollback: true,
+		},
+		Pos: Pos{File: "f.yaml", Line: 2, Col: 5},
+	}
+	change(&s)
+	return s
+}
+
+// Strategy fields and the chaos block: defaults, bounds that are allowed, YAML forms.
+func TestParseStrategiesAndChaos(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  Service
+	}{
+		{"rolling defaults", svc("update: {strategy: rolling}"), minimalService(func(s *Service) {
+			s.Update.Strategy, s.Update.MaxSurge, s.Update.MaxUnavailable = "rolling", 1, 0
+		})},
+		{"rolling without surge", svc("replicas: 3", "update: {strategy: rolling, max_surge: 0, max_unavailable: 3}"), minimalService(func(s *Service) {
+			s.Replicas = 3
+			s.Update.Strategy, s.Update.MaxSurge, s.Update.MaxUnavailable = "rolling", 0, 3
+		})},
+		{"rolling large surge", svc("replicas: 2", "update: {strategy: rolling, max_surge: 10, max_unavailable: 0}"), minimalService(func(s *Service) {
+			s.Replicas = 2
+			s.Update.Strategy, s.Update.MaxSurge = "rolling", 10
+		})},
+		{"rolling with zero replicas keeps any max_unavailable", svc("replicas: 0", "update: {strategy: rolling, max_unavailable: 4}"), minimalService(func(s *Service) {
+			s.Replicas = 0
+			s.Update.Strategy, s.Update.MaxSurge, s.Update.MaxUnavailable = "rolling", 1, 4
+		})},
+		{"canary defaults", svc("update: {strategy: canary}"), minimalService(func(s *Service) {
+			s.Update.Strategy, s.Update.Canary = "canary", 1
+		})},
+		{"canary as many as replicas", svc("replicas: 3", "update: {strategy: canary, canary: 3}"), minimalService(func(s *Service) {
+			s.Replicas = 3
+			s.Update.Strategy, s.Update.Canary = "canary", 3
+		})},
+		{"canary with zero replicas", svc("replicas: 0", "update: {strategy: canary, canary: 2}"), minimalService(func(s *Service) {
+			s.Replicas = 0
+			s.Update.Strategy, s.Update.Canary = "canary", 2
+		})},
+		{"explicit blue-green", svc("update: {strategy: blue-green}"), minimalService(func(s *Service) {})},
+		{"chaos without window", svc("chaos: {interval: 10m}"), minimalService(func(s *Service) {
+			s.Chaos = &Chaos{Interval: 10 * time.Minute}
+		})},
+		{"chaos window unquoted", svc("chaos: {interval: 1h30m, window: 02:00-04:00}"), minimalService(func(s *Service) {
+			s.Chaos = &Chaos{Interval: 90 * time.Minute, Window: &Window{Start: 2 * time.Hour, End: 4 * time.Hour}}
+		})},
+		{"chaos window wrapping midnight, block style", minimal("    chaos:\n      window: '23:45-00:15'\n      interval: 1s\n"), minimalService(func(s *Service) {
+			s.Chaos = &Chaos{Interval: time.Second, Window: &Window{Start: 23*time.Hour + 45*time.Minute, End: 15 * time.Minute}}
+		})},
+		{"chaos window whole day but a minute", svc(`chaos: {interval: 1m, window: "00:00-23:59"}`), minimalService(func(s *Service) {
+			s.Chaos = &Chaos{Interval: time.Minute, Window: &Window{Start: 0, End: 23*time.Hour + 59*time.Minute}}
+		})},
+		{"merge keys into update and chaos", minimal(`    update: {<<: &roll {strategy: rolling, max_surge: 2}, max_unavailable: 1}
+    chaos: {<<: &burn {interval: 5m, window: "01:00-02:00"}}
+`), minimalService(func(s *Service) {
+			s.Update.Strategy, s.Update.MaxSurge, s.Update.MaxUnavailable = "rolling", 2, 1
+			s.Chaos = &Chaos{Interval: 5 * time.Minute, Window: &Window{Start: time.Hour, End: 2 * time.Hour}}
+		})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := Parse("f.yaml", []byte(tt.input))
+			if err != nil {
+				t.Fatalf("Parse:\n%s\nerror: %v", tt.input, err)
+			}
+			got := f.Services[0]
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("input:\n%s\n got %s\nwant %s", tt.input, dump(&Fleet{Services: []Service{got}}), dump(&Fleet{Services: []Service{tt.want}}))
 			}
 		})
 	}
@@ -288,7 +386,7 @@ func TestParseErrors(t *testing.T) {
 			`f.yaml:2:5: services[0]: missing required field "port"`,
 			`f.yaml:2:5: services[0]: missing required field "check"`}},
 		{"unknown service field", svc("replica: 2"), []string{
-			`f.yaml:8:5: service web: unknown field "replica"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update`}},
+			`f.yaml:8:5: service web: unknown field "replica"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update, chaos`}},
 		{"unknown nested field", svc("check: {http: /, retries: 3}"), []string{
 			`f.yaml:7:22: service web: unknown field "check.retries"; allowed in check: http, tcp, interval, timeout`}},
 		{"unknown artifact field", svc(`image: {disk: {url: "file:///d", sha256: "` + hexA + `", size: 1}}`), []string{
@@ -384,12 +482,87 @@ func TestParseErrors(t *testing.T) {
 			`f.yaml:7:31: service web: check.timeout must be greater than 0, got -1s`}},
 		{"check timeout over interval", svc("check: {http: /, interval: 1s, timeout: 2s}"), []string{
 			`f.yaml:7:45: service web: check.timeout 2s must not be longer than check.interval 1s`}},
-		{"update rolling", svc("update: {strategy: rolling}"), []string{
-			`f.yaml:8:24: service web: update.strategy rolling is not supported yet; use blue-green`}},
-		{"update canary", svc("update: {strategy: canary}"), []string{
-			`f.yaml:8:24: service web: update.strategy canary is not supported yet; use blue-green`}},
 		{"update unknown strategy", svc("update: {strategy: recreate}"), []string{
-			`f.yaml:8:24: service web: update.strategy: want blue-green, got "recreate"`}},
+			`f.yaml:8:24: service web: update.strategy: want blue-green, rolling or canary, got "recreate"`}},
+		{"update strategy not a string", svc("update: {strategy: 1, max_surge: 2}"), []string{
+			`f.yaml:8:24: service web: update.strategy: want a string, got integer 1`}},
+		{"max_surge with default strategy", svc("update: {max_surge: 2}"), []string{
+			`f.yaml:8:14: service web: update.max_surge is only allowed with strategy rolling, not blue-green`}},
+		{"max_unavailable with canary", svc("update: {strategy: canary, max_unavailable: 1}"), []string{
+			`f.yaml:8:32: service web: update.max_unavailable is only allowed with strategy rolling, not canary`}},
+		{"canary with rolling", svc("update: {strategy: rolling, canary: 2}"), []string{
+			`f.yaml:8:33: service web: update.canary is only allowed with strategy canary, not rolling`}},
+		{"canary with blue-green", svc("update: {strategy: blue-green, canary: 1}"), []string{
+			`f.yaml:8:36: service web: update.canary is only allowed with strategy canary, not blue-green`}},
+		{"max_surge negative", svc("update: {strategy: rolling, max_surge: -1}"), []string{
+			`f.yaml:8:44: service web: update.max_surge must be >= 0, got -1`}},
+		{"max_unavailable negative", svc("update: {strategy: rolling, max_unavailable: -1}"), []string{
+			`f.yaml:8:50: service web: update.max_unavailable must be >= 0, got -1`}},
+		{"max_surge a string", svc(`update: {strategy: rolling, max_surge: "1"}`), []string{
+			`f.yaml:8:44: service web: update.max_surge: want an integer, got string "1"`}},
+		{"max_surge a percentage", svc(`update: {strategy: rolling, max_surge: 25%}`), []string{
+			`f.yaml:8:44: service web: update.max_surge: want an integer, got string "25%"`}},
+		{"max_surge out of range", svc(`update: {strategy: rolling, max_surge: 99999999999}`), []string{
+			`f.yaml:8:44: service web: update.max_surge: integer 99999999999 is out of range`}},
+		{"surge and unavailable both zero", svc("update: {strategy: rolling, max_surge: 0}"), []string{
+			`f.yaml:8:44: service web: update: max_surge and max_unavailable cannot both be 0: the rollout could never make progress`}},
+		{"surge and unavailable both written zero", minimal("    update:\n      strategy: rolling\n      max_unavailable: 0\n      max_surge: 0\n"), []string{
+			`f.yaml:11:18: service web: update: max_surge and max_unavailable cannot both be 0: the rollout could never make progress`}},
+		{"surge zero, unavailable invalid", svc("update: {strategy: rolling, max_surge: 0, max_unavailable: x}"), []string{
+			`f.yaml:8:64: service web: update.max_unavailable: want an integer, got string "x"`}},
+		{"max_unavailable over replicas", svc("replicas: 2", "update: {strategy: rolling, max_unavailable: 3}"), []string{
+			`f.yaml:9:50: service web: update.max_unavailable 3 must not be more than replicas 2`}},
+		{"max_unavailable over default replicas", svc("update: {strategy: rolling, max_unavailable: 2}"), []string{
+			`f.yaml:8:50: service web: update.max_unavailable 2 must not be more than replicas 1`}},
+		{"invalid replicas skips the bounds", svc("replicas: -1", "update: {strategy: rolling, max_unavailable: 5}"), []string{
+			`f.yaml:8:15: service web: replicas must be >= 0, got -1`}},
+		{"canary zero", svc("update: {strategy: canary, canary: 0}"), []string{
+			`f.yaml:8:40: service web: update.canary must be >= 1, got 0`}},
+		{"canary over replicas", svc("replicas: 2", "update: {strategy: canary, canary: 3}"), []string{
+			`f.yaml:9:40: service web: update.canary 3 must not be more than replicas 2`}},
+		{"canary over default replicas", svc("update: {strategy: canary, canary: 2}"), []string{
+			`f.yaml:8:40: service web: update.canary 2 must not be more than replicas 1`}},
+		{"misplaced and negative", svc("update: {max_surge: -2}"), []string{
+			`f.yaml:8:14: service web: update.max_surge is only allowed with strategy rolling, not blue-green`,
+			`f.yaml:8:25: service web: update.max_surge must be >= 0, got -2`}},
+		{"misplaced zeros report no progress error", svc("update: {strategy: canary, max_surge: 0, max_unavailable: 0}"), []string{
+			`f.yaml:8:32: service web: update.max_surge is only allowed with strategy rolling, not canary`,
+			`f.yaml:8:46: service web: update.max_unavailable is only allowed with strategy rolling, not canary`}},
+		{"chaos a string", svc("chaos: 10m"), []string{
+			`f.yaml:8:12: service web: chaos: want a mapping, got string "10m"`}},
+		{"chaos null", svc("chaos:"), []string{
+			`f.yaml:8:11: service web: chaos: want a mapping, got null`}},
+		{"chaos empty", svc("chaos: {}"), []string{
+			`f.yaml:8:12: service web: missing required field "chaos.interval"`}},
+		{"chaos unknown field", svc("chaos: {interval: 1m, probability: 0.5}"), []string{
+			`f.yaml:8:27: service web: unknown field "chaos.probability"; allowed in chaos: interval, window`}},
+		{"chaos interval zero", svc("chaos: {interval: 0s}"), []string{
+			`f.yaml:8:23: service web: chaos.interval must be greater than 0, got 0s`}},
+		{"chaos interval negative", svc("chaos: {interval: -1m}"), []string{
+			`f.yaml:8:23: service web: chaos.interval must be greater than 0, got -1m`}},
+		{"chaos interval without unit", svc("chaos: {interval: 10}"), []string{
+			`f.yaml:8:23: service web: chaos.interval: want a duration such as 5s, got integer 10`}},
+		{"chaos window one-digit hours", svc(`chaos: {interval: 1m, window: "2:00-4:00"}`), []string{
+			`f.yaml:8:35: service web: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got string "2:00-4:00"`}},
+		{"chaos window 24:00", svc(`chaos: {interval: 1m, window: "22:00-24:00"}`), []string{
+			`f.yaml:8:35: service web: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got string "22:00-24:00"`}},
+		{"chaos window minute 60", svc(`chaos: {interval: 1m, window: "02:60-03:00"}`), []string{
+			`f.yaml:8:35: service web: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got string "02:60-03:00"`}},
+		{"chaos window one time", svc(`chaos: {interval: 1m, window: "02:00"}`), []string{
+			`f.yaml:8:35: service web: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got string "02:00"`}},
+		{"chaos window spaces", svc(`chaos: {interval: 1m, window: "02:00 - 04:00"}`), []string{
+			`f.yaml:8:35: service web: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got string "02:00 - 04:00"`}},
+		{"chaos window an integer", svc(`chaos: {interval: 1m, window: 2}`), []string{
+			`f.yaml:8:35: service web: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got integer 2`}},
+		{"chaos window a mapping", svc(`chaos: {interval: 1m, window: {start: "02:00", end: "04:00"}}`), []string{
+			`f.yaml:8:35: service web: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got a mapping`}},
+		{"chaos window empty", svc(`chaos: {interval: 1m, window: "03:00-03:00"}`), []string{
+			`f.yaml:8:35: service web: chaos.window 03:00-03:00 is empty: start and end must differ (leave window out to allow any time)`}},
+		{"chaos window without interval", svc(`chaos: {window: "03:00-03:00"}`), []string{
+			`f.yaml:8:12: service web: missing required field "chaos.interval"`,
+			`f.yaml:8:21: service web: chaos.window 03:00-03:00 is empty: start and end must differ (leave window out to allow any time)`}},
+		{"chaos merged unknown", svc(`chaos: {<<: {interval: 1m, every: 2}}`), []string{
+			`f.yaml:8:32: service web: unknown field "chaos.every" (merged with <<); allowed in chaos: interval, window`}},
 		{"update negative drain", svc("update: {drain: -1s, shutdown_timeout: -2s}"), []string{
 			`f.yaml:8:21: service web: update.drain must not be negative, got -1s`,
 			`f.yaml:8:44: service web: update.shutdown_timeout must not be negative, got -2s`}},
@@ -448,6 +621,8 @@ func TestParseReportsEveryError(t *testing.T) {
     image: {disk: {url: "ftp://x/d", sha256: "` + hexA + `"}}
     port: 70000
     check: {tcp: true}
+    update: {strategy: rolling, max_surge: 0}
+    chaos: {window: "2-4"}
     colour: blue
   - name: web
     image: {disk: {url: "file:///d", sha256: "` + hexA + `"}}
@@ -460,9 +635,12 @@ func TestParseReportsEveryError(t *testing.T) {
 		`f.yaml:8:11: services[1]: name "Bad_Name" is invalid: want a lowercase letter followed by up to 30 lowercase letters, digits or dashes`,
 		`f.yaml:10:25: services[1]: image.disk.url: URL "ftp://x/d": want a file://, http:// or https:// URL`,
 		`f.yaml:11:11: services[1]: port must be between 1 and 65535, got 70000`,
-		`f.yaml:13:5: services[1]: unknown field "colour"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update`,
-		`f.yaml:14:5: service web: missing required field "version"`,
-		`f.yaml:14:5: duplicate service name "web" (first declared at f.yaml:2:5)`,
+		`f.yaml:13:44: services[1]: update: max_surge and max_unavailable cannot both be 0: the rollout could never make progress`,
+		`f.yaml:14:12: services[1]: missing required field "chaos.interval"`,
+		`f.yaml:14:21: services[1]: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got string "2-4"`,
+		`f.yaml:15:5: services[1]: unknown field "colour"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update, chaos`,
+		`f.yaml:16:5: service web: missing required field "version"`,
+		`f.yaml:16:5: duplicate service name "web" (first declared at f.yaml:2:5)`,
 	}
 	_, err := Parse("f.yaml", []byte(input))
 	got := errorLines(t, err)
@@ -477,6 +655,10 @@ func FuzzParse(f *testing.F) {
 		"services:\n  - <<: &x {<<: *x}\n", "services: [{name: web, image: {kernel: *k}}]\n",
 		"services:\n - name: w\n   update: {<<: [{drain: 1s}, {drain: 2s}]}\n",
 		"\xff\xfe", "---\n---\n", "services: !!binary aGVsbG8=\n",
+		svc("replicas: 3", "update: {strategy: rolling, max_surge: 0, max_unavailable: 4}"),
+		svc("update: {strategy: canary, canary: 2, max_surge: 1}"),
+		svc(`chaos: {interval: 10m, window: "23:00-01:00"}`),
+		svc(`chaos: {<<: {interval: 1s}, window: 00:00-00:00}`),
 	}
 	for _, s := range seeds {
 		f.Add(s)

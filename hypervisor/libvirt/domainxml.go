@@ -168,12 +168,11 @@ func domainXML(p domainParams) (string, error) {
 	case hypervisor.NetworkUser:
 		// libvirt 9.0 has neither the passt backend nor <portForward>, so the
 		// forwarded user-mode NIC is passed to QEMU directly.
-		netdev := "user,id=" + userNetID + ",hostfwd=tcp:127.0.0.1:" +
-			strconv.Itoa(p.hostPort) + "-:" + strconv.Itoa(spec.GuestPort)
-		device := "virtio-net-pci,netdev=" + userNetID + ",bus=pcie.0,addr=" + userNICAddr + ",romfile="
-		dom.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{Args: []libvirtxml.DomainQEMUCommandlineArg{
-			{Value: "-netdev"}, {Value: netdev}, {Value: "-device"}, {Value: device},
-		}}
+		var args []libvirtxml.DomainQEMUCommandlineArg
+		for _, a := range userNetArgs(p.hostPort, spec.GuestPort) {
+			args = append(args, libvirtxml.DomainQEMUCommandlineArg{Value: a})
+		}
+		dom.QEMUCommandline = &libvirtxml.DomainQEMUCommandline{Args: args}
 	case hypervisor.NetworkBridge:
 		dom.Devices.Interfaces = []libvirtxml.DomainInterface{{
 			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: spec.Network.Bridge}},
@@ -201,6 +200,15 @@ func domainXML(p domainParams) (string, error) {
 		return "", fmt.Errorf("domain xml for %s: %w", spec.Name, err)
 	}
 	return out, nil
+}
+
+// userNetArgs are the QEMU arguments of the forwarded user-mode NIC; drift detection
+// compares a definition's against them.
+func userNetArgs(hostPort, guestPort int) []string {
+	netdev := "user,id=" + userNetID + ",hostfwd=tcp:127.0.0.1:" +
+		strconv.Itoa(hostPort) + "-:" + strconv.Itoa(guestPort)
+	device := "virtio-net-pci,netdev=" + userNetID + ",bus=pcie.0,addr=" + userNICAddr + ",romfile="
+	return []string{"-netdev", netdev, "-device", device}
 }
 
 // guestAgentChannel lets a guest that runs qemu-guest-agent report its addresses when

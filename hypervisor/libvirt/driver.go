@@ -202,6 +202,16 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			Created:     created.Format(time.RFC3339),
 			NetworkMode: spec.Network.Mode,
 			GuestPort:   spec.GuestPort,
+			CreatedWith: &createdWith{
+				CPUs:      spec.CPUs,
+				MemoryMiB: spec.MemoryMiB,
+				Kernel:    spec.Kernel,
+				Initrd:    spec.Initrd,
+				Cmdline:   spec.Cmdline,
+				Disk:      spec.Disk,
+				Bridge:    spec.Network.Bridge,
+				Network:   spec.Network.Network,
+			},
 		},
 	}
 	p.meta.ConsoleLog = p.consoleLog

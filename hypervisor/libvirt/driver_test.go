@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -111,7 +112,7 @@ func TestCreateListGetRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Get: %v", err)
 	}
-	if got != vm {
+	if !reflect.DeepEqual(got, vm) {
 		t.Errorf("Get:\nwant %+v\ngot  %+v", vm, got)
 	}
 
@@ -120,7 +121,7 @@ func TestCreateListGetRoundTrip(t *testing.T) {
 		t.Fatalf("List: %v", err)
 	}
 	listed, ok := findVM(vms, spec.Name)
-	if !ok || listed != vm {
+	if !ok || !reflect.DeepEqual(listed, vm) {
 		t.Errorf("List entry for %s:\nwant %+v\ngot  %+v (found %v)", spec.Name, vm, listed, ok)
 	}
 	if _, ok := findVM(vms, "test"); ok {

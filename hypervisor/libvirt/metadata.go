@@ -31,6 +31,23 @@ type vmMetadata struct {
 	GuestPort   int      `xml:"guest_port"`
 	Overlay     string   `xml:"overlay,omitempty"` // qcow2 overlay Drover created, if any
 	ConsoleLog  string   `xml:"console_log,omitempty"`
+	// CreatedWith is what the definition held at Create, so List can tell a
+	// definition edited since. Domains created before it was recorded have none and
+	// report no drift.
+	CreatedWith *createdWith `xml:"created_with,omitempty"`
+}
+
+// createdWith is the part of the spec that ends up in the domain definition. The
+// overlay, the network mode and the ports are in vmMetadata already.
+type createdWith struct {
+	CPUs      int    `xml:"cpus"`
+	MemoryMiB int    `xml:"memory_mib"`
+	Kernel    string `xml:"kernel,omitempty"`
+	Initrd    string `xml:"initrd,omitempty"`
+	Cmdline   string `xml:"cmdline,omitempty"`
+	Disk      string `xml:"disk,omitempty"` // the golden image: the overlay's backing file
+	Bridge    string `xml:"bridge,omitempty"`
+	Network   string `xml:"network,omitempty"`
 }
 
 func encodeMetadata(m vmMetadata) (string, error) {

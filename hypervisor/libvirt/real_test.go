@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,7 +142,7 @@ func TestRealTwoGuestsInParallel(t *testing.T) {
 	}
 	for i, want := range vms {
 		got, ok := findVM(listed, want.Name)
-		if !ok || got != want {
+		if !ok || !reflect.DeepEqual(got, want) {
 			t.Errorf("List entry %s:\nwant %+v\ngot  %+v (found %v)", want.Name, want, got, ok)
 		}
 		if got.Meta != specs[i].Meta {

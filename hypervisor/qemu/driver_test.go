@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -518,7 +519,7 @@ func TestRestartedDriverManagesVMs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("List from a new driver: %v", err)
 	}
-	if len(vms) != 1 || vms[0] != vm {
+	if len(vms) != 1 || !reflect.DeepEqual(vms[0], vm) {
 		t.Fatalf("List from a new driver: want [%+v], got %+v", vm, vms)
 	}
 	if err := d2.Destroy(ctx, spec.Name); err != nil {
@@ -603,7 +604,7 @@ func TestVMOutlivesDriverProcess(t *testing.T) {
 		t.Fatalf("vm after its driver's process exited: %v", err)
 	}
 	vms, err := d.List(t.Context())
-	if err != nil || len(vms) != 1 || vms[0] != created {
+	if err != nil || len(vms) != 1 || !reflect.DeepEqual(vms[0], created) {
 		t.Fatalf("List from this process: want [%+v], got %+v, %v", created, vms, err)
 	}
 	pids := hypervisortest.QEMUProcesses(spec.Name)
