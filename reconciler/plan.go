@@ -37,6 +37,9 @@ type ServicePlan struct {
 	// Current are running VMs with the desired spec, Predecessors running VMs with another.
 	Current      []hypervisor.VM
 	Predecessors []hypervisor.VM
+	// Replace holds, for VMs of the desired spec that are replaced anyway (drift, failing
+	// their check too long), the reason; they are among Predecessors.
+	Replace map[string]string
 	// Pending are current VMs still inside their healthy_deadline that Consul does not
 	// (yet) see passing: the health gate of a rollout that was interrupted, say by a
 	// restart. The pass waits for them before it counts the service as done.
@@ -70,6 +73,19 @@ func (p Plan) Noop() bool {
 	return len(p.Orphans) == 0
 }
 
+// planInput is everything a plan is computed from.
+type planInput struct {
+	Revision string
+	Fleet    *sources.Fleet
+	Obs      Observed
+	Failed   map[string]failure // by service
+	Now      time.Time
+	// FailingSince says since when each instance has been seen not passing, and
+	// ReplaceUnhealthyAfter how long a VM may fail its check before it is replaced.
+	FailingSince          map[string]time.Time
+	ReplaceUnhealthyAfter time.Duration
+}
+
 // failure is a rollout that failed; it is not retried for the same commit.
 type failure struct {
 	Revision string
@@ -78,8 +94,9 @@ type failure struct {
 }
 
 // plan diffs desired against observed. It is pure: the same inputs give the same plan.
-func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string]failure, now time.Time) Plan {
-	p := Plan{Revision: revision}
+func plan(in planInput) Plan {
+	obs := in.Obs
+	p := Plan{Revision: in.Revision}
 	byService := map[string][]hypervisor.VM{}
 	vmNames := map[string]bool{}
 	for _, vm := range obs.VMs {
@@ -95,8 +112,8 @@ func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string
 	}
 	sort.Strings(p.Orphans)
 
-	for _, svc := range fleet.Services {
-		p.Services = append(p.Services, planService(revision, svc, byService[svc.Name], instances, failed[svc.Name], now))
+	for _, svc := range in.Fleet.Services {
+		p.Services = append(p.Services, planService(in, svc, byService[svc.Name], instances))
 		delete(byService, svc.Name)
 	}
 	// What is left belongs to services gone from the fleet.
@@ -119,17 +136,25 @@ func plan(revision string, fleet *sources.Fleet, obs Observed, failed map[string
 	return p
 }
 
-func planService(revision string, svc sources.Service, vms []hypervisor.VM, instances map[string]discovery.Instance, failed failure, now time.Time) ServicePlan {
+func planService(in planInput, svc sources.Service, vms []hypervisor.VM, instances map[string]discovery.Instance) ServicePlan {
+	revision, now, failed := in.Revision, in.Now, in.Failed[svc.Name]
 	hash := SpecHash(svc)
-	sp := ServicePlan{Service: svc.Name, Version: svc.Version, SpecHash: hash, Replicas: svc.Replicas}
+	sp := ServicePlan{Service: svc.Name, Version: svc.Version, SpecHash: hash, Replicas: svc.Replicas, Replace: map[string]string{}}
 	for _, vm := range sortedVMs(vms) {
 		switch {
 		case !alive(vm):
 			sp.Remove = append(sp.Remove, vm)
-		case vm.Meta.SpecHash == hash:
-			sp.Current = append(sp.Current, vm)
-		default:
+		case vm.Meta.SpecHash != hash:
 			sp.Predecessors = append(sp.Predecessors, vm)
+		default:
+			if why := replaceReason(in, svc, vm); why != "" {
+				// Drift is an anomaly: the VM is replaced like a predecessor, under the
+				// service's strategy and health gate.
+				sp.Replace[vm.Name] = why
+				sp.Predecessors = append(sp.Predecessors, vm)
+				continue
+			}
+			sp.Current = append(sp.Current, vm)
 		}
 	}
 	for _, vm := range append(slices.Clone(sp.Current), sp.Predecessors...) {
@@ -158,6 +183,16 @@ func planService(revision string, svc sources.Service, vms []hypervisor.VM, inst
 	}
 	sp.Retire = append(sp.Retire, sp.Predecessors...)
 	return sp
+}
+
+// replaceReason says why a running VM of the desired spec must be replaced anyway, or "".
+func replaceReason(in planInput, svc sources.Service, vm hypervisor.VM) string {
+	if since, ok := in.FailingSince[vm.Name]; ok && in.ReplaceUnhealthyAfter > 0 &&
+		in.Now.Sub(since) >= in.ReplaceUnhealthyAfter &&
+		in.Now.After(vm.Meta.Created.Add(svc.Update.HealthyDeadline)) {
+		return fmt.Sprintf("failing its check since %s (longer than %s)", since.UTC().Format(time.RFC3339), in.ReplaceUnhealthyAfter)
+	}
+	return ""
 }
 
 // alive is whether a VM is (or is becoming) able to serve; anything else is removed.
@@ -224,7 +259,11 @@ func (p Plan) String() string {
 			fmt.Fprintf(&b, "  create %d VM(s) %s-%s-*\n", s.Create, s.Service, shortHash(s.SpecHash))
 		}
 		for _, vm := range s.Retire {
-			fmt.Fprintf(&b, "  drain and destroy %s (version %s)\n", vm.Name, vm.Meta.Version)
+			why := ""
+			if r, ok := s.Replace[vm.Name]; ok {
+				why = ": " + r
+			}
+			fmt.Fprintf(&b, "  drain and destroy %s (version %s)%s\n", vm.Name, vm.Meta.Version, why)
 		}
 	}
 	for _, id := range p.Orphans {

@@ -70,6 +70,8 @@ func TestPlan(t *testing.T) {
 		obs    Observed
 		failed map[string]failure
 		now    time.Time
+		// failingSince by VM name
+		failingSince map[string]time.Time
 		// want
 		create       int
 		retire       []string
@@ -109,6 +111,16 @@ func TestPlan(t *testing.T) {
 		{name: "long-critical VM is not a pending rollout", fleet: []sources.Service{v1},
 			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: append(passing(a), discovery.Instance{ID: b.Name, Status: discovery.StatusCritical})},
 			now: b.Meta.Created.Add(time.Hour), noop: true},
+		{name: "VM failing its check too long is replaced", fleet: []sources.Service{v1},
+			obs:          Observed{VMs: []hypervisor.VM{a, b}, Instances: append(passing(a), discovery.Instance{ID: b.Name, Status: discovery.StatusCritical})},
+			now:          b.Meta.Created.Add(time.Hour),
+			failingSince: map[string]time.Time{b.Name: b.Meta.Created.Add(50 * time.Minute)},
+			create:       1, retire: []string{b.Name}, predecessors: 1},
+		{name: "VM failing its check briefly is kept", fleet: []sources.Service{v1},
+			obs:          Observed{VMs: []hypervisor.VM{a, b}, Instances: append(passing(a), discovery.Instance{ID: b.Name, Status: discovery.StatusCritical})},
+			now:          b.Meta.Created.Add(time.Hour),
+			failingSince: map[string]time.Time{b.Name: b.Meta.Created.Add(58 * time.Minute)},
+			noop:         true},
 		{name: "failed revision is held", fleet: []sources.Service{v2},
 			obs:    Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)},
 			failed: map[string]failure{"web": {Revision: "rev1", SpecHash: SpecHash(v2), Reason: "unhealthy"}},
@@ -120,7 +132,8 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := plan("rev1", &sources.Fleet{Services: tt.fleet}, tt.obs, tt.failed, tt.now)
+			p := plan(planInput{Revision: "rev1", Fleet: &sources.Fleet{Services: tt.fleet}, Obs: tt.obs, Failed: tt.failed, Now: tt.now,
+				FailingSince: tt.failingSince, ReplaceUnhealthyAfter: 5 * time.Minute})
 			var create int
 			var retire, remove, register []string
 			var held bool

@@ -33,6 +33,9 @@ type Config struct {
 	// Hook, when set, is called at each named point of a pass (see the Point constants).
 	// Fault-injection tests use it to kill Drover at exact places of a rollout.
 	Hook func(point string)
+	// ReplaceUnhealthyAfter is how long a running VM may fail its check (after its
+	// healthy_deadline) before it is replaced. Zero never replaces. Default 5m.
+	ReplaceUnhealthyAfter time.Duration
 	// OpTimeout bounds each driver or registry call that must finish even when the pass is
 	// being cancelled (creating, destroying, deregistering), so a signal never leaves a
 	// half-made VM behind. Default 2m.
@@ -47,7 +50,11 @@ type Reconciler struct {
 
 	mu     sync.Mutex
 	failed map[string]failure // by service
-	randMu sync.Mutex
+	// failingSince is when each instance was first seen not passing, since it last
+	// passed. In memory only: a restarted Drover starts the clocks again, which errs on
+	// the side of not replacing.
+	failingSince map[string]time.Time
+	randMu       sync.Mutex
 }
 
 // New returns a Reconciler.
@@ -76,10 +83,13 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.PruneShutdownTimeout == 0 {
 		cfg.PruneShutdownTimeout = 30 * time.Second
 	}
+	if cfg.ReplaceUnhealthyAfter == 0 {
+		cfg.ReplaceUnhealthyAfter = 5 * time.Minute
+	}
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 2 * time.Minute
 	}
-	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}}, nil
+	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}}, nil
 }
 
 // RolloutError is a rollout that failed its health gate (or could not create its VMs).
@@ -142,7 +152,11 @@ func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, erro
 	if err != nil {
 		return Plan{}, err
 	}
-	return plan(rev.Commit, rev.Fleet, obs, r.failures(), r.cfg.Now()), nil
+	now := r.cfg.Now()
+	return plan(planInput{
+		Revision: rev.Commit, Fleet: rev.Fleet, Obs: obs, Failed: r.failures(), Now: now,
+		FailingSince: r.trackFailing(obs.Instances, now), ReplaceUnhealthyAfter: r.cfg.ReplaceUnhealthyAfter,
+	}), nil
 }
 
 // Pass reads the world, diffs it against rev and acts. Services are handled in parallel;
@@ -198,6 +212,34 @@ func (r *Reconciler) failures() map[string]failure {
 	out := make(map[string]failure, len(r.failed))
 	for k, v := range r.failed {
 		out[k] = v
+	}
+	return out
+}
+
+// trackFailing updates and returns since when each instance has been failing its check.
+// Instances in maintenance are being drained by Drover, not failing.
+func (r *Reconciler) trackFailing(instances []discovery.Instance, now time.Time) map[string]time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	for _, in := range instances {
+		seen[in.ID] = true
+		switch in.Status {
+		case discovery.StatusCritical, discovery.StatusWarning:
+			if _, ok := r.failingSince[in.ID]; !ok {
+				r.failingSince[in.ID] = now
+			}
+		default:
+			delete(r.failingSince, in.ID)
+		}
+	}
+	out := make(map[string]time.Time, len(r.failingSince))
+	for id, since := range r.failingSince {
+		if !seen[id] {
+			delete(r.failingSince, id)
+			continue
+		}
+		out[id] = since
 	}
 	return out
 }

@@ -19,7 +19,11 @@ import (
 // context is checked between steps; each step, once begun, completes.
 func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) error {
 	var errs []error
+	for name, why := range sp.Replace {
+		log.Warn("replacing vm", "vm", name, "event", "repair", "reason", why)
+	}
 	for _, vm := range sp.Remove {
+		log.Warn("removing vm that is not running", "vm", vm.Name, "event", "repair", "state", vm.State)
 		if err := r.remove(ctx, log, vm); err != nil {
 			errs = append(errs, err)
 		}

@@ -41,6 +41,29 @@ func (l *nameLocks) lock(name string) (unlock func()) {
 	}
 }
 
+// tryLock takes name's lock only if no call holds or waits for it: Sweep uses it to
+// keep off names that a Create or Destroy of this process is working on.
+func (l *nameLocks) tryLock(name string) (unlock func(), ok bool) {
+	l.mu.Lock()
+	if l.m[name] != nil {
+		l.mu.Unlock()
+		return nil, false
+	}
+	nl := &nameLock{refs: 1}
+	nl.mu.Lock()
+	l.m[name] = nl
+	l.mu.Unlock()
+	return func() {
+		nl.mu.Unlock()
+		l.mu.Lock()
+		nl.refs--
+		if nl.refs == 0 {
+			delete(l.m, name)
+		}
+		l.mu.Unlock()
+	}, true
+}
+
 // reservePort picks a free loopback port no Create in flight holds: the kernel does
 // not know about ports that were picked but not yet bound by QEMU.
 func (d *Driver) reservePort() (int, error) {
