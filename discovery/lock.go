@@ -190,6 +190,13 @@ func (c *Client) Lead(ctx context.Context, key string, opts LeaderOptions) (*Lea
 	close(done)
 	switch {
 	case ctx.Err() != nil:
+		if lockLost != nil {
+			// Acquired as ctx ended: hand the key back without lock-delay.
+			pair := &api.KVPair{Key: key, Session: k.session, Flags: api.LockFlagValue}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			_, _, _ = c.api.KV().Release(pair, (&api.WriteOptions{}).WithContext(rctx))
+			cancel()
+		}
 		return nil, fmt.Errorf("lead %s: %w", key, ctx.Err())
 	case err != nil:
 		// consul/api formats its errors with %v: ask Consul whether it answers.

@@ -99,6 +99,8 @@ func (w *world) newReconciler() *reconciler.Reconciler {
 	rec, err := reconciler.New(reconciler.Config{
 		Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log,
 		PruneDrain: 200 * time.Millisecond, PruneShutdownTimeout: 3 * time.Second,
+		// Short, so the drift test can show a VM failing its check being replaced.
+		ReplaceUnhealthyAfter: 3 * time.Second,
 	})
 	if err != nil {
 		w.t.Fatal(err)

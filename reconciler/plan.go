@@ -84,6 +84,9 @@ type planInput struct {
 	// ReplaceUnhealthyAfter how long a VM may fail its check before it is replaced.
 	FailingSince          map[string]time.Time
 	ReplaceUnhealthyAfter time.Duration
+	// Passed are the instances this Drover has seen passing: a VM that passed once is
+	// not waited for as a rollout in progress when it fails later.
+	Passed map[string]bool
 }
 
 // failure is a rollout that failed; it is not retried for the same commit.
@@ -136,8 +139,8 @@ func plan(in planInput) Plan {
 	return p
 }
 
-func planService(in planInput, svc sources.Service, vms []hypervisor.VM, instances map[string]discovery.Instance) ServicePlan {
-	revision, now, failed := in.Revision, in.Now, in.Failed[svc.Name]
+func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instances map[string]discovery.Instance) ServicePlan {
+	revision, now, failed := inp.Revision, inp.Now, inp.Failed[svc.Name]
 	hash := SpecHash(svc)
 	sp := ServicePlan{Service: svc.Name, Version: svc.Version, SpecHash: hash, Replicas: svc.Replicas, Replace: map[string]string{}}
 	for _, vm := range sortedVMs(vms) {
@@ -147,7 +150,7 @@ func planService(in planInput, svc sources.Service, vms []hypervisor.VM, instanc
 		case vm.Meta.SpecHash != hash:
 			sp.Predecessors = append(sp.Predecessors, vm)
 		default:
-			if why := replaceReason(in, svc, vm); why != "" {
+			if why := replaceReason(inp, svc, vm); why != "" {
 				// Drift is an anomaly: the VM is replaced like a predecessor, under the
 				// service's strategy and health gate.
 				sp.Replace[vm.Name] = why
@@ -176,7 +179,7 @@ func planService(in planInput, svc sources.Service, vms []hypervisor.VM, instanc
 	}
 	for _, vm := range sp.Current {
 		in, registered := instances[vm.Name]
-		if registered && in.Status != discovery.StatusPassing && now.Before(vm.Meta.Created.Add(svc.Update.HealthyDeadline)) &&
+		if registered && in.Status != discovery.StatusPassing && !inp.Passed[vm.Name] && now.Before(vm.Meta.Created.Add(svc.Update.HealthyDeadline)) &&
 			!slices.ContainsFunc(sp.Retire, func(r hypervisor.VM) bool { return r.Name == vm.Name }) {
 			sp.Pending = append(sp.Pending, vm)
 		}
@@ -189,7 +192,7 @@ func planService(in planInput, svc sources.Service, vms []hypervisor.VM, instanc
 func replaceReason(in planInput, svc sources.Service, vm hypervisor.VM) string {
 	if since, ok := in.FailingSince[vm.Name]; ok && in.ReplaceUnhealthyAfter > 0 &&
 		in.Now.Sub(since) >= in.ReplaceUnhealthyAfter &&
-		in.Now.After(vm.Meta.Created.Add(svc.Update.HealthyDeadline)) {
+		(in.Passed[vm.Name] || in.Now.After(vm.Meta.Created.Add(svc.Update.HealthyDeadline))) {
 		return fmt.Sprintf("failing its check since %s (longer than %s)", since.UTC().Format(time.RFC3339), in.ReplaceUnhealthyAfter)
 	}
 	return ""

@@ -54,6 +54,7 @@ type Reconciler struct {
 	// passed. In memory only: a restarted Drover starts the clocks again, which errs on
 	// the side of not replacing.
 	failingSince map[string]time.Time
+	passed       map[string]bool // instances seen passing at least once
 	randMu       sync.Mutex
 }
 
@@ -89,7 +90,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 2 * time.Minute
 	}
-	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}}, nil
+	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}, passed: map[string]bool{}}, nil
 }
 
 // RolloutError is a rollout that failed its health gate (or could not create its VMs).
@@ -153,9 +154,10 @@ func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, erro
 		return Plan{}, err
 	}
 	now := r.cfg.Now()
+	failing, passed := r.trackHealth(obs.Instances, now)
 	return plan(planInput{
 		Revision: rev.Commit, Fleet: rev.Fleet, Obs: obs, Failed: r.failures(), Now: now,
-		FailingSince: r.trackFailing(obs.Instances, now), ReplaceUnhealthyAfter: r.cfg.ReplaceUnhealthyAfter,
+		FailingSince: failing, Passed: passed, ReplaceUnhealthyAfter: r.cfg.ReplaceUnhealthyAfter,
 	}), nil
 }
 
@@ -216,9 +218,10 @@ func (r *Reconciler) failures() map[string]failure {
 	return out
 }
 
-// trackFailing updates and returns since when each instance has been failing its check.
-// Instances in maintenance are being drained by Drover, not failing.
-func (r *Reconciler) trackFailing(instances []discovery.Instance, now time.Time) map[string]time.Time {
+// trackHealth updates and returns since when each instance has been failing its check,
+// and which instances have passed at least once. Instances in maintenance are being
+// drained by Drover, not failing.
+func (r *Reconciler) trackHealth(instances []discovery.Instance, now time.Time) (map[string]time.Time, map[string]bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seen := map[string]bool{}
@@ -229,9 +232,20 @@ func (r *Reconciler) trackFailing(instances []discovery.Instance, now time.Time)
 			if _, ok := r.failingSince[in.ID]; !ok {
 				r.failingSince[in.ID] = now
 			}
+		case discovery.StatusPassing:
+			r.passed[in.ID] = true
+			delete(r.failingSince, in.ID)
 		default:
 			delete(r.failingSince, in.ID)
 		}
+	}
+	passed := make(map[string]bool, len(r.passed))
+	for id := range r.passed {
+		if !seen[id] {
+			delete(r.passed, id)
+			continue
+		}
+		passed[id] = true
 	}
 	out := make(map[string]time.Time, len(r.failingSince))
 	for id, since := range r.failingSince {
@@ -241,7 +255,7 @@ func (r *Reconciler) trackFailing(instances []discovery.Instance, now time.Time)
 		}
 		out[id] = since
 	}
-	return out
+	return out, passed
 }
 
 func (r *Reconciler) recordFailure(service string, f failure) {

@@ -87,6 +87,12 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		// metadata, so the next pass resumes from it.
 		return ctx.Err()
 	}
+	if len(created) == 0 && len(sp.Predecessors) == 0 && len(sp.Pending) > 0 && errors.Is(err, context.DeadlineExceeded) {
+		// Only VMs of an interrupted rollout were waited for and nothing else serves
+		// this service: they stay, and if they never pass they are replaced like any
+		// VM failing its check. Not a failed revision.
+		return fmt.Errorf("waiting for %s: %w", svc.Name, err)
+	}
 	var checksum *sources.ChecksumError
 	if len(created) == 0 && !errors.As(err, &checksum) && !errors.Is(err, context.DeadlineExceeded) {
 		// Nothing was made and the cause is not the revision's (say, libvirtd is down):

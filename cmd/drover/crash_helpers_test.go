@@ -27,9 +27,9 @@ import (
 	"github.com/drover-dev/drover/testenv"
 )
 
-// buildDrover builds the real binary: fault injection SIGKILLs the whole process, which
+// buildCrashDrover builds the real binary: fault injection SIGKILLs the whole process, which
 // an in-process run() cannot survive.
-func buildDrover(t *testing.T) string {
+func buildCrashDrover(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "drover")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -39,16 +39,16 @@ func buildDrover(t *testing.T) string {
 	return bin
 }
 
-// logBuf collects a process's log lines and wakes waiters on every line.
-type logBuf struct {
+// crashLog collects a process's log lines and wakes waiters on every line.
+type crashLog struct {
 	mu    sync.Mutex
 	lines []string
 	grew  chan struct{} // closed and replaced on every new line
 }
 
-func newLogBuf() *logBuf { return &logBuf{grew: make(chan struct{})} }
+func newCrashLog() *crashLog { return &crashLog{grew: make(chan struct{})} }
 
-func (b *logBuf) add(line string) {
+func (b *crashLog) add(line string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.lines = append(b.lines, line)
@@ -56,19 +56,19 @@ func (b *logBuf) add(line string) {
 	b.grew = make(chan struct{})
 }
 
-func (b *logBuf) snapshot() ([]string, <-chan struct{}) {
+func (b *crashLog) snapshot() ([]string, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.lines), b.grew
 }
 
-func (b *logBuf) String() string {
+func (b *crashLog) String() string {
 	lines, _ := b.snapshot()
 	return strings.Join(lines, "\n")
 }
 
 // tail is the end of the log, for failure messages that must stay readable.
-func (b *logBuf) tail(n int) string {
+func (b *crashLog) tail(n int) string {
 	lines, _ := b.snapshot()
 	if len(lines) > n {
 		lines = append([]string{fmt.Sprintf("… (%d lines before)", len(lines)-n)}, lines[len(lines)-n:]...)
@@ -77,7 +77,7 @@ func (b *logBuf) tail(n int) string {
 }
 
 // waitLines waits until cond holds on the lines logged so far, or ctx ends.
-func (b *logBuf) waitLines(ctx context.Context, cond func([]string) bool) error {
+func (b *crashLog) waitLines(ctx context.Context, cond func([]string) bool) error {
 	for {
 		lines, grew := b.snapshot()
 		if cond(lines) {
@@ -91,28 +91,28 @@ func (b *logBuf) waitLines(ctx context.Context, cond func([]string) bool) error 
 	}
 }
 
-var createdVMRE = regexp.MustCompile(`msg="created vm" .*\bvm=([A-Za-z0-9_-]+)`)
+var crashCreatedRE = regexp.MustCompile(`msg="created vm" .*\bvm=([A-Za-z0-9_-]+)`)
 
-// createdVMs are the names of the VMs a Drover log says it created, in order.
-func createdVMs(lines []string) []string {
+// crashCreatedVMs are the names of the VMs a Drover log says it created, in order.
+func crashCreatedVMs(lines []string) []string {
 	var names []string
 	for _, l := range lines {
-		if m := createdVMRE.FindStringSubmatch(l); m != nil {
+		if m := crashCreatedRE.FindStringSubmatch(l); m != nil {
 			names = append(names, m[1])
 		}
 	}
 	return names
 }
 
-// droverProc is a running `drover run`.
-type droverProc struct {
+// crashProc is a running `drover run`.
+type crashProc struct {
 	cmd  *exec.Cmd
-	log  *logBuf
+	log  *crashLog
 	done chan struct{} // closed once the process has been waited for
 	err  error         // Wait's result, valid after done
 }
 
-func startDrover(t *testing.T, bin string, env []string, args ...string) *droverProc {
+func startCrashDrover(t *testing.T, bin string, env []string, args ...string) *crashProc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -123,7 +123,7 @@ func startDrover(t *testing.T, bin string, env []string, args ...string) *drover
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start drover: %v", err)
 	}
-	p := &droverProc{cmd: cmd, log: newLogBuf(), done: make(chan struct{})}
+	p := &crashProc{cmd: cmd, log: newCrashLog(), done: make(chan struct{})}
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -152,7 +152,7 @@ func startDrover(t *testing.T, bin string, env []string, args ...string) *drover
 }
 
 // wait returns true once the process has exited, false if it still runs at timeout.
-func (p *droverProc) wait(timeout time.Duration) bool {
+func (p *crashProc) wait(timeout time.Duration) bool {
 	select {
 	case <-p.done:
 		return true
@@ -162,13 +162,13 @@ func (p *droverProc) wait(timeout time.Duration) bool {
 }
 
 // killedBy reports whether the exited process was ended by sig.
-func (p *droverProc) killedBy(sig syscall.Signal) bool {
+func (p *crashProc) killedBy(sig syscall.Signal) bool {
 	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (p *droverProc) stop(t *testing.T) {
+func (p *crashProc) stop(t *testing.T) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("SIGTERM drover: %v", err)
@@ -184,8 +184,8 @@ func (p *droverProc) stop(t *testing.T) {
 	}
 }
 
-// runOnce runs `drover run --once` (no fault injection) to its end.
-func runOnce(bin string, timeout time.Duration, args ...string) (code int, stderr string, err error) {
+// crashRunOnce runs `drover run --once` (no fault injection) to its end.
+func crashRunOnce(bin string, timeout time.Duration, args ...string) (code int, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -203,9 +203,9 @@ func runOnce(bin string, timeout time.Duration, args ...string) (code int, stder
 	return cmd.ProcessState.ExitCode(), errb.String(), nil
 }
 
-// passWatch polls Consul's ?passing count of a service every 100 ms and remembers the
+// crashWatch polls Consul's ?passing count of a service every 100 ms and remembers the
 // lowest it saw, and every instance ID it saw, until stopped.
-type passWatch struct {
+type crashWatch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -217,9 +217,9 @@ type passWatch struct {
 	ids     map[string]bool
 }
 
-func watchPassing(reg *discovery.Client, service string) *passWatch {
+func crashWatchPassing(reg *discovery.Client, service string) *crashWatch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &passWatch{cancel: cancel, done: make(chan struct{}), min: -1, ids: map[string]bool{}}
+	w := &crashWatch{cancel: cancel, done: make(chan struct{}), min: -1, ids: map[string]bool{}}
 	go func() {
 		defer close(w.done)
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -255,7 +255,7 @@ func watchPassing(reg *discovery.Client, service string) *passWatch {
 }
 
 // stop ends the watch and returns the lowest passing count seen (-1: no sample).
-func (w *passWatch) stop() (minPassing, samples, errs int, lastErr error, ids []string) {
+func (w *crashWatch) stop() (minPassing, samples, errs int, lastErr error, ids []string) {
 	w.cancel()
 	<-w.done
 	w.mu.Lock()
@@ -266,10 +266,10 @@ func (w *passWatch) stop() (minPassing, samples, errs int, lastErr error, ids []
 	return w.min, w.samples, w.errs, w.lastErr, ids
 }
 
-// qemuProcsOf maps the name of every live QEMU process whose VM name starts with
+// crashQEMUProcs maps the name of every live QEMU process whose VM name starts with
 // prefix to its pids, whoever started it (the direct driver passes "-name <vm>",
 // libvirt "-name guest=<vm>,...").
-func qemuProcsOf(prefix string) map[string][]int {
+func crashQEMUProcs(prefix string) map[string][]int {
 	out := map[string][]int{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -299,8 +299,8 @@ func qemuProcsOf(prefix string) map[string][]int {
 	return out
 }
 
-// libvirtDomains lists every libvirt domain (running or not) whose name starts with prefix.
-func libvirtDomains(ctx context.Context, uri, prefix string) ([]string, error) {
+// crashDomains lists every libvirt domain (running or not) whose name starts with prefix.
+func crashDomains(ctx context.Context, uri, prefix string) ([]string, error) {
 	out, err := exec.CommandContext(ctx, "virsh", "-c", uri, "list", "--all", "--name").Output()
 	if err != nil {
 		return nil, fmt.Errorf("virsh list: %w", err)
@@ -463,7 +463,7 @@ func (r *crashRig) audit(t *testing.T, want int, extraSeen []string) (leaks int,
 		}
 	}
 	// QEMU processes: one per live VM, none for anything else named like the service.
-	procs := qemuProcsOf(r.service + "-")
+	procs := crashQEMUProcs(r.service + "-")
 	for name, pids := range procs {
 		switch {
 		case !liveSet[name]:
@@ -486,7 +486,7 @@ func (r *crashRig) audit(t *testing.T, want int, extraSeen []string) (leaks int,
 	}
 	// Libvirt domains Drover cannot see (no metadata) would be leaks too.
 	if r.driver == "libvirt" {
-		doms, err := libvirtDomains(ctx, r.uri, r.service+"-")
+		doms, err := crashDomains(ctx, r.uri, r.service+"-")
 		if err != nil {
 			t.Errorf("%v", err)
 		}
@@ -529,10 +529,10 @@ func (r *crashRig) stateLeaks(t *testing.T, live map[string]bool) []string {
 	return out
 }
 
-// restartLibvirtd stops the libvirtd named by its pid file with SIGTERM, waits for it
+// crashRestartLibvirtd stops the libvirtd named by its pid file with SIGTERM, waits for it
 // to exit and starts it again. Only that pid is signalled: other daemons on the
 // machine are not ours to kill.
-func restartLibvirtd(t *testing.T) time.Duration {
+func crashRestartLibvirtd(t *testing.T) time.Duration {
 	t.Helper()
 	start := time.Now()
 	data, err := os.ReadFile("/var/run/libvirtd.pid")
@@ -586,7 +586,7 @@ func (r *crashRig) waitConsulServes(ctx context.Context, want int) ([]string, er
 				names = append(names, in.ID)
 				ok = ok && in.Status == discovery.StatusPassing && in.Meta["version"] == wantVersion && in.Service == r.service
 			}
-			procs := qemuProcsOf(r.service + "-")
+			procs := crashQEMUProcs(r.service + "-")
 			ok = ok && len(procs) == 2
 			for _, n := range names {
 				ok = ok && len(procs[n]) == 1
@@ -594,7 +594,7 @@ func (r *crashRig) waitConsulServes(ctx context.Context, want int) ([]string, er
 			if ok {
 				return names, nil
 			}
-			last = fmt.Sprintf("instances %v, qemu processes %v", describe(ins), procs)
+			last = fmt.Sprintf("instances %v, qemu processes %v", crashDescribe(ins), procs)
 		} else {
 			last = err.Error()
 		}
@@ -606,10 +606,15 @@ func (r *crashRig) waitConsulServes(ctx context.Context, want int) ([]string, er
 	}
 }
 
-func describe(ins []discovery.Instance) string {
+func crashDescribe(ins []discovery.Instance) string {
 	var parts []string
 	for _, in := range ins {
 		parts = append(parts, fmt.Sprintf("%s(v%s %s)", in.ID, in.Meta["version"], in.Status))
 	}
 	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func (b *crashLog) snapshotLines() []string {
+	lines, _ := b.snapshot()
+	return lines
 }

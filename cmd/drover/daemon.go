@@ -132,8 +132,15 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", d.opts.repo, "branch", d.opts.branch, "driver", d.opts.driver, "once", d.opts.once)
-	return runner.Run(ctx)
+	d.log.Info("drover running", "version", version, "repo", d.opts.repo, "branch", d.opts.branch, "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	if !d.opts.leaderLock {
+		return runner.Run(ctx)
+	}
+	registry, err := discovery.New(discovery.Config{Address: d.opts.consul}, d.log)
+	if err != nil {
+		return err
+	}
+	return lead(ctx, registry, leaderKey(d.opts), d.opts.once, d.log, runner.Run)
 }
 
 func statusHandler(r *reconciler.Runner) http.Handler {

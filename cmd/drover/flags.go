@@ -20,6 +20,7 @@ type options struct {
 	consul     string
 	listen     string
 	once       bool
+	leaderLock bool
 	logFormat  string
 	logLevel   string
 }
@@ -38,6 +39,8 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 		fs.DurationVar(&o.interval, "interval", 30*time.Second, "how often to fetch the repository and run a pass")
 		fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address for /healthz and /status (empty disables)")
 		fs.BoolVar(&o.once, "once", false, "run passes until the fleet matches the commit (exit 0) or the revision fails (exit 1)")
+		fs.BoolVar(&o.leaderLock, "leader-lock", true, "take a Consul lock per fleet so only one drover acts; others wait as standbys.\n"+
+			"With false, every drover started on the fleet acts at once: run only one")
 	}
 }
 

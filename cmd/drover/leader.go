@@ -99,7 +99,7 @@ func lead(ctx context.Context, c *discovery.Client, key string, once bool, log *
 		}
 		backoff = 0
 		log.Info("became leader", "key", key, "session", l.Session(), "holder", holder)
-		err, lost := workWhileLeading(ctx, l, work)
+		lost, err := workWhileLeading(ctx, l, work)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		if rerr := l.Release(rctx); rerr != nil && !errors.Is(rerr, discovery.ErrUnavailable) {
 			log.Warn("release leader lock", "key", key, "err", rerr)
@@ -114,16 +114,17 @@ func lead(ctx context.Context, c *discovery.Client, key string, once bool, log *
 
 // workWhileLeading runs work until it returns or the leadership is lost; lost says
 // which, and err is work's result either way.
-func workWhileLeading(ctx context.Context, l *discovery.Leadership, work func(context.Context) error) (err error, lost bool) {
+func workWhileLeading(ctx context.Context, l *discovery.Leadership, work func(context.Context) error) (lost bool, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- work(wctx) }()
 	select {
 	case err = <-done:
-		return err, false
+		return false, err
 	case <-l.Lost():
 		cancel()
-		return <-done, ctx.Err() == nil
+		err = <-done
+		return ctx.Err() == nil, err
 	}
 }

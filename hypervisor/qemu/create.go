@@ -153,6 +153,18 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		HostPort:    port,
 		GuestPort:   spec.GuestPort,
 		Accel:       d.accel,
+		CreatedWith: &createdWith{
+			CPUs:      spec.CPUs,
+			MemoryMiB: spec.MemoryMiB,
+			Kernel:    spec.Kernel,
+			Initrd:    spec.Initrd,
+			Cmdline:   spec.Cmdline,
+			Disk:      spec.Disk,
+		},
+		Args: d.args(p, spec, port),
+	}
+	if spec.Disk != "" {
+		rec.CreatedWith.Overlay = p.overlay
 	}
 	if err := d.makeEntry(p, rec); err != nil {
 		return hypervisor.VM{}, err
@@ -187,7 +199,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		if err := ctx.Err(); err != nil {
 			return hypervisor.VM{}, err
 		}
-		stderr, err := d.start(ctx, p, spec, rec.HostPort)
+		stderr, err := d.start(ctx, p, rec.Args)
 		if err == nil {
 			if stderr != "" {
 				log.Debug("qemu said while starting", "stderr", stderr)
@@ -208,6 +220,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			return hypervisor.VM{}, err
 		}
 		ports = append(ports, rec.HostPort)
+		rec.Args = d.args(p, spec, rec.HostPort)
 		if err := d.writeRecord(p, rec); err != nil {
 			return hypervisor.VM{}, err
 		}
@@ -276,7 +289,7 @@ func (d *Driver) writeRecord(p vmPaths, rec record) error {
 // start runs QEMU, which daemonizes once it is fully set up: by the time the command
 // returns, a bad option or a taken host port has failed it, and the VM's process has
 // left Drover's session, so Drover exiting does not take it down.
-func (d *Driver) start(ctx context.Context, p vmPaths, spec hypervisor.Spec, hostPort int) (stderr string, err error) {
+func (d *Driver) start(ctx context.Context, p vmPaths, args []string) (stderr string, err error) {
 	// Leftovers of a previous attempt would make QEMU's bind fail.
 	for _, f := range []string{p.qmp, p.pid} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -284,7 +297,7 @@ func (d *Driver) start(ctx context.Context, p vmPaths, spec hypervisor.Spec, hos
 		}
 	}
 	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, d.qemu, d.args(p, spec, hostPort)...)
+	cmd := exec.CommandContext(ctx, d.qemu, args...)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

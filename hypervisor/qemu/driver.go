@@ -284,10 +284,12 @@ func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
 	creating := d.creating[rec.Name]
 	d.mu.Unlock()
 	p := d.paths(rec.Name)
+	pid := processAlive(p)
 	switch {
 	case creating:
 		vm.State = hypervisor.StateStarting
-	case processAlive(p) > 0:
+		return vm // half made: nothing to compare yet
+	case pid > 0:
 		vm.State = d.qmpState(ctx, p.qmp)
 	case fileExists(p.stopped):
 		vm.State = hypervisor.StateShutoff
@@ -295,6 +297,7 @@ func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
 		// Gone without Drover stopping it: killed, or QEMU itself failed.
 		vm.State = hypervisor.StateCrashed
 	}
+	vm.Drift = drift(rec, pid)
 	return vm
 }
 
@@ -366,6 +369,14 @@ func (d *Driver) Destroy(ctx context.Context, name string) error {
 	p := d.paths(rec.Name)
 	if err := killProcess(ctx, p); err != nil {
 		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	// Marked once nothing runs: a Destroy killed from here on leaves an entry that
+	// Sweep may finish, while one killed before leaves a VM the next pass destroys.
+	if !rec.Destroying {
+		rec.Destroying = true
+		if err := d.writeRecord(p, rec); err != nil {
+			return fmt.Errorf("destroy vm %s: %w", name, err)
+		}
 	}
 	if err := removeEntry(p); err != nil {
 		return fmt.Errorf("destroy vm %s: %w", name, err)

@@ -75,6 +75,8 @@ func destroyAtEnd(t testing.TB, d *Driver, name string) {
 func traces(d *Driver, name string) []string {
 	var out []string
 	dirs, _ := filepath.Glob(filepath.Join(d.root, tempPrefix+name+"-*"))
+	going, _ := filepath.Glob(filepath.Join(d.root, goingPrefix+name+"-*"))
+	dirs = append(dirs, going...)
 	if fileExists(filepath.Join(d.root, name)) {
 		dirs = append(dirs, filepath.Join(d.root, name))
 	}

@@ -30,15 +30,7 @@ func (l *nameLocks) lock(name string) (unlock func()) {
 	l.mu.Unlock()
 
 	nl.mu.Lock()
-	return func() {
-		nl.mu.Unlock()
-		l.mu.Lock()
-		nl.refs--
-		if nl.refs == 0 {
-			delete(l.m, name)
-		}
-		l.mu.Unlock()
-	}
+	return l.unlocker(name, nl)
 }
 
 // tryLock takes name's lock only if no call holds or waits for it: Sweep uses it to
@@ -53,6 +45,10 @@ func (l *nameLocks) tryLock(name string) (unlock func(), ok bool) {
 	nl.mu.Lock()
 	l.m[name] = nl
 	l.mu.Unlock()
+	return l.unlocker(name, nl), true
+}
+
+func (l *nameLocks) unlocker(name string, nl *nameLock) func() {
 	return func() {
 		nl.mu.Unlock()
 		l.mu.Lock()
@@ -61,7 +57,7 @@ func (l *nameLocks) tryLock(name string) (unlock func(), ok bool) {
 			delete(l.m, name)
 		}
 		l.mu.Unlock()
-	}, true
+	}
 }
 
 // reservePort picks a free loopback port no Create in flight holds: the kernel does

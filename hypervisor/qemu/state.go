@@ -30,6 +30,26 @@ type record struct {
 	HostPort    int       `json:"host_port"`
 	GuestPort   int       `json:"guest_port"`
 	Accel       string    `json:"accel"` // for the operator: what the VM was started with
+	// CreatedWith and Args are what Create started the VM with, so List can tell a
+	// VM changed since. Entries written before they were recorded have neither and
+	// report no drift.
+	CreatedWith *createdWith `json:"created_with,omitempty"`
+	Args        []string     `json:"args,omitempty"` // QEMU's arguments, without the binary
+	// Destroying is set once Destroy has stopped the VM's process, so Sweep can
+	// finish an entry whose Destroy was killed midway.
+	Destroying bool `json:"destroying,omitempty"`
+}
+
+// createdWith is the part of the spec that shapes the VM. The network mode and the
+// ports are in the record already.
+type createdWith struct {
+	CPUs      int    `json:"cpus"`
+	MemoryMiB int    `json:"memory_mib"`
+	Kernel    string `json:"kernel,omitempty"`
+	Initrd    string `json:"initrd,omitempty"`
+	Cmdline   string `json:"cmdline,omitempty"`
+	Disk      string `json:"disk,omitempty"`    // the golden image: the overlay's backing file
+	Overlay   string `json:"overlay,omitempty"` // with Disk
 }
 
 func (r record) meta() hypervisor.Metadata {
@@ -67,10 +87,16 @@ func (d *Driver) paths(name string) vmPaths {
 }
 
 // tempPrefix starts the names of directories a Create builds before renaming them into
-// place; vmNameRE never matches it.
-const tempPrefix = ".create-"
+// place, and goingPrefix those of entries a Destroy renamed out of the way to remove
+// them; vmNameRE matches neither.
+const (
+	tempPrefix  = ".create-"
+	goingPrefix = ".destroy-"
+)
 
-func isTempName(name string) bool { return strings.HasPrefix(name, tempPrefix) }
+func isTempName(name string) bool {
+	return strings.HasPrefix(name, tempPrefix) || strings.HasPrefix(name, goingPrefix)
+}
 
 // readEntry reads and checks the record of the entry called name. Any reason the
 // entry is not a VM Drover can manage is an error saying why.
@@ -179,6 +205,9 @@ func writeFileAtomic(p string, data []byte) error {
 
 // removeEntry removes a VM's directory with metadata.json last: until it goes the
 // entry is still Drover's, so a Destroy interrupted midway is finished by the next.
+// The directory leaves the VM's name before metadata.json goes, so at no instant is
+// there a directory under a VM's name that does not say it is Drover's: what a kill
+// leaves is either an entry with its metadata or a goingPrefix directory for Sweep.
 func removeEntry(p vmPaths) error {
 	entries, err := os.ReadDir(p.dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -200,10 +229,17 @@ func removeEntry(p vmPaths) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove state entry: %w", err)
 	}
-	if err := os.Remove(p.metadata); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// Renaming over an empty directory is allowed, and MkdirTemp picks a name
+	// nobody else holds.
+	going, err := os.MkdirTemp(filepath.Dir(p.dir), goingPrefix+filepath.Base(p.dir)+"-")
+	if err != nil {
 		return fmt.Errorf("remove state entry: %w", err)
 	}
-	if err := os.Remove(p.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Rename(p.dir, going); err != nil {
+		os.Remove(going)
+		return fmt.Errorf("remove state entry: %w", err)
+	}
+	if err := os.RemoveAll(going); err != nil {
 		return fmt.Errorf("remove state entry: %w", err)
 	}
 	return nil
