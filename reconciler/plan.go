@@ -46,8 +46,11 @@ type ServicePlan struct {
 	Pending []hypervisor.VM
 	// Create is how many new VMs to boot.
 	Create int
-	// Retire are running VMs to drain and destroy. Predecessors among them go only once
-	// every current VM (old and new) is passing.
+	// RetireFirst are predecessors the strategy lets go at once (rolling, within
+	// max_unavailable), before this step's VMs are created.
+	RetireFirst []hypervisor.VM
+	// Retire are running VMs to drain and destroy after the step's health gate: the
+	// predecessors of blue-green and canary, and extras beyond replicas.
 	Retire []hypervisor.VM
 	// Remove are VMs that are not running (stopped, crashed): nothing to drain.
 	Remove []hypervisor.VM
@@ -60,7 +63,7 @@ type ServicePlan struct {
 
 // Noop reports whether the service needs no action.
 func (p ServicePlan) Noop() bool {
-	return p.Create == 0 && len(p.Pending) == 0 && len(p.Retire) == 0 && len(p.Remove) == 0 && len(p.Register) == 0
+	return p.Create == 0 && len(p.Pending) == 0 && len(p.RetireFirst) == 0 && len(p.Retire) == 0 && len(p.Remove) == 0 && len(p.Register) == 0
 }
 
 // Noop reports whether the whole plan needs no action.
@@ -171,11 +174,38 @@ func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instan
 		return sp
 	}
 
-	if missing := svc.Replicas - len(sp.Current); missing > 0 {
-		sp.Create = missing
-	}
+	var extras []hypervisor.VM
 	if extra := len(sp.Current) - svc.Replicas; extra > 0 {
-		sp.Retire = append(sp.Retire, retireOrder(sp.Current, instances)[:extra]...)
+		extras = retireOrder(sp.Current, instances)[:extra]
+		sp.Retire = append(sp.Retire, extras...)
+	}
+	isPassing := func(vm hypervisor.VM) bool {
+		in, ok := instances[vm.Name]
+		return ok && in.Status == discovery.StatusPassing
+	}
+	in := inputFor(svc)
+	for _, vm := range sp.Current {
+		if !slices.ContainsFunc(extras, func(e hypervisor.VM) bool { return e.Name == vm.Name }) {
+			in.Current++
+			if isPassing(vm) {
+				in.CurrentPassing++
+			}
+		}
+	}
+	for _, vm := range sp.Predecessors {
+		in.Old++
+		if isPassing(vm) {
+			in.OldPassing++
+		}
+	}
+	st := strategyStep(svc.Update.Strategy, in)
+	sp.Create = st.Create
+	// The strategy counted on the failing predecessors going first.
+	old := retireOrder(sp.Predecessors, instances)
+	if st.RetireAfterGate {
+		sp.Retire = append(sp.Retire, old[:st.RetireOld]...)
+	} else {
+		sp.RetireFirst = old[:st.RetireOld]
 	}
 	for _, vm := range sp.Current {
 		in, registered := instances[vm.Name]
@@ -184,7 +214,6 @@ func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instan
 			sp.Pending = append(sp.Pending, vm)
 		}
 	}
-	sp.Retire = append(sp.Retire, sp.Predecessors...)
 	return sp
 }
 
@@ -254,6 +283,9 @@ func (p Plan) String() string {
 		}
 		for _, vm := range s.Register {
 			fmt.Fprintf(&b, "  register %s again in Consul\n", vm.Name)
+		}
+		for _, vm := range s.RetireFirst {
+			fmt.Fprintf(&b, "  drain and destroy %s (version %s) first\n", vm.Name, vm.Meta.Version)
 		}
 		for _, vm := range s.Pending {
 			fmt.Fprintf(&b, "  wait for %s to pass its check\n", vm.Name)

@@ -82,12 +82,13 @@ func TestPlan(t *testing.T) {
 		held         bool
 		noop         bool
 		pending      int
+		retireFirst  []string
 	}{
 		{name: "empty host", fleet: []sources.Service{v1}, create: 2},
 		{name: "matching fleet is a no-op", fleet: []sources.Service{v1},
 			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)}, noop: true},
 		{name: "new version replaces all, predecessors retired after", fleet: []sources.Service{v2},
-			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)}, create: 2, retire: []string{a.Name, b.Name}, predecessors: 2},
+			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)}, create: 2, retire: []string{b.Name, a.Name}, predecessors: 2},
 		{name: "scale up creates only the difference", fleet: []sources.Service{testService("web", "1", 3)},
 			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)}, create: 1},
 		{name: "scale down retires the non-passing, then the newest", fleet: []sources.Service{testService("web", "1", 1)},
@@ -121,6 +122,15 @@ func TestPlan(t *testing.T) {
 			now:          b.Meta.Created.Add(time.Hour),
 			failingSince: map[string]time.Time{b.Name: b.Meta.Created.Add(58 * time.Minute)},
 			noop:         true},
+		{name: "rolling with surge boots one first", fleet: []sources.Service{rolling(v2, 1, 0)},
+			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)}, create: 1, predecessors: 2},
+		{name: "rolling without surge retires one first", fleet: []sources.Service{rolling(v2, 0, 1)},
+			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)}, retireFirst: []string{b.Name}, predecessors: 2},
+		{name: "rolling retires a failing predecessor before a passing one", fleet: []sources.Service{rolling(v2, 0, 1)},
+			obs:         Observed{VMs: []hypervisor.VM{a, b}, Instances: append(passing(b), discovery.Instance{ID: a.Name, Status: discovery.StatusCritical})},
+			retireFirst: []string{a.Name}, predecessors: 2},
+		{name: "canary boots the canary alone", fleet: []sources.Service{canary(v2, 1)},
+			obs: Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)}, create: 1, predecessors: 2},
 		{name: "failed revision is held", fleet: []sources.Service{v2},
 			obs:    Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)},
 			failed: map[string]failure{"web": {Revision: "rev1", SpecHash: SpecHash(v2), Reason: "unhealthy"}},
@@ -128,20 +138,21 @@ func TestPlan(t *testing.T) {
 		{name: "failure of another commit is retried", fleet: []sources.Service{v2},
 			obs:    Observed{VMs: []hypervisor.VM{a, b}, Instances: passing(a, b)},
 			failed: map[string]failure{"web": {Revision: "rev0", SpecHash: SpecHash(v2), Reason: "unhealthy"}},
-			create: 2, retire: []string{a.Name, b.Name}, predecessors: 2},
+			create: 2, retire: []string{b.Name, a.Name}, predecessors: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := plan(planInput{Revision: "rev1", Fleet: &sources.Fleet{Services: tt.fleet}, Obs: tt.obs, Failed: tt.failed, Now: tt.now,
 				FailingSince: tt.failingSince, ReplaceUnhealthyAfter: 5 * time.Minute})
 			var create int
-			var retire, remove, register []string
+			var retire, retireFirst, remove, register []string
 			var held bool
 			var predecessors, pending int
 			for _, sp := range p.Services {
 				pending += len(sp.Pending)
 				create += sp.Create
 				retire = append(retire, names(sp.Retire)...)
+				retireFirst = append(retireFirst, names(sp.RetireFirst)...)
 				remove = append(remove, names(sp.Remove)...)
 				register = append(register, names(sp.Register)...)
 				held = held || sp.Held != ""
@@ -161,6 +172,7 @@ func TestPlan(t *testing.T) {
 			}
 			check("create", create, tt.create)
 			check("retire", orNone(retire), orNone(tt.retire))
+			check("retire first", orNone(retireFirst), orNone(tt.retireFirst))
 			check("remove", orNone(remove), orNone(tt.remove))
 			check("register", orNone(register), orNone(tt.register))
 			check("orphans", orNone(p.Orphans), orNone(tt.orphans))
@@ -214,4 +226,14 @@ func TestSpecHash(t *testing.T) {
 		}
 		seen = append(seen, got)
 	}
+}
+
+func rolling(s sources.Service, surge, unavailable int) sources.Service {
+	s.Update.Strategy, s.Update.MaxSurge, s.Update.MaxUnavailable = sources.StrategyRolling, surge, unavailable
+	return s
+}
+
+func canary(s sources.Service, n int) sources.Service {
+	s.Update.Strategy, s.Update.Canary = sources.StrategyCanary, n
+	return s
 }

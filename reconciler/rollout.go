@@ -43,7 +43,11 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		return r.retire(ctx, log, sp.Retire, r.cfg.PruneDrain, r.cfg.PruneShutdownTimeout)
 	}
 
-	if sp.Create > 0 || len(sp.Predecessors) > 0 || len(sp.Pending) > 0 {
+	// Rolling: predecessors the strategy lets go before this step's VMs exist.
+	if err := r.retire(ctx, log, sp.RetireFirst, svc.Update.Drain, svc.Update.ShutdownTimeout); err != nil {
+		return err
+	}
+	if sp.Create > 0 || len(sp.Retire) > 0 || len(sp.Pending) > 0 {
 		if err := r.rollout(ctx, log, revision, svc, sp); err != nil {
 			return err
 		}

@@ -60,6 +60,10 @@ type Env struct {
 	// KillOutOfBand stops a VM's process without the driver (kill -9, or the
 	// hypervisor's own hard stop). Nil skips the check.
 	KillOutOfBand func(t *testing.T, name string)
+	// EditOutOfBand changes the memory of a running VM without the driver, as an
+	// operator would with virsh edit or by restarting its QEMU by hand; the VM keeps
+	// Drover's metadata. Nil skips the drift check.
+	EditOutOfBand func(t *testing.T, name string)
 }
 
 // Harness says how to run the suite against one driver.
@@ -98,6 +102,7 @@ func Conformance(t *testing.T, h Harness) {
 	t.Run("Foreign", s.foreign)
 	t.Run("Lifecycle", s.lifecycle)
 	t.Run("DestroyRunning", s.destroyRunning)
+	t.Run("Drift", s.drift)
 }
 
 type suite struct{ h Harness }
@@ -446,6 +451,67 @@ func (s *suite) destroyRunning(t *testing.T) {
 		t.Errorf("after Destroy of a running vm: want no traces, got %q", got)
 	}
 	checkErrors(t, env.Driver, spec.Name, hypervisor.ErrNotFound)
+}
+
+// drift: a VM is reported as created until someone changes it behind Drover's back,
+// and then the change is named.
+func (s *suite) drift(t *testing.T) {
+	env := s.h.New(t)
+	if env.EditOutOfBand == nil {
+		t.Skip("the harness has no EditOutOfBand hook")
+	}
+	ctx := t.Context()
+	edited := s.spec(s.name("e"), "e-1")
+	fresh := s.spec(s.name("f"), "f-1")
+	for _, spec := range []hypervisor.Spec{edited, fresh} {
+		destroyAtEnd(t, env.Driver, spec.Name)
+		vm, err := env.Driver.Create(ctx, spec)
+		if err != nil {
+			t.Fatalf("Create %s: %v", spec.Name, err)
+		}
+		if len(vm.Drift) > 0 {
+			t.Errorf("Create %s: want no drift, got %q", spec.Name, vm.Drift)
+		}
+	}
+	listed := func() (hypervisor.VM, hypervisor.VM) {
+		t.Helper()
+		vms, err := env.Driver.List(ctx)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		e, ok1 := find(vms, edited.Name)
+		f, ok2 := find(vms, fresh.Name)
+		if !ok1 || !ok2 {
+			t.Fatalf("List: want %s and %s, got %+v", edited.Name, fresh.Name, vms)
+		}
+		return e, f
+	}
+	if e, f := listed(); len(e.Drift)+len(f.Drift) > 0 {
+		t.Errorf("List of fresh vms: want no drift, got %q and %q", e.Drift, f.Drift)
+	}
+
+	env.EditOutOfBand(t, edited.Name)
+	e, f := listed()
+	if !slices.ContainsFunc(e.Drift, func(line string) bool { return strings.HasPrefix(line, "memory") }) {
+		t.Errorf("List after the memory of %s was changed out of band: want a drift line naming memory, got %q", edited.Name, e.Drift)
+	}
+	if len(f.Drift) > 0 {
+		t.Errorf("List: want the untouched %s without drift, got %q", fresh.Name, f.Drift)
+	}
+	if e.Meta != wantMeta(edited) {
+		t.Errorf("List after the edit: want meta kept %+v, got %+v", wantMeta(edited), e.Meta)
+	}
+	if got, err := env.Driver.Get(ctx, edited.Name); err != nil || !slices.Equal(got.Drift, e.Drift) {
+		t.Errorf("Get %s: want the drift List reports %q, got %q, %v", edited.Name, e.Drift, got.Drift, err)
+	}
+	t.Logf("drift reported: %q", e.Drift)
+
+	if err := env.Driver.Destroy(ctx, edited.Name); err != nil {
+		t.Fatalf("Destroy of a drifted vm: %v", err)
+	}
+	if got := env.Traces(edited.Name); len(got) > 0 {
+		t.Errorf("after Destroy of a drifted vm: want no traces, got %q", got)
+	}
 }
 
 // checkOff wants a VM listed, with its metadata, in state want.

@@ -97,7 +97,40 @@ func libvirtEnv(t *testing.T, uri string, kill func(t *testing.T, conn *golibvir
 			})
 		},
 		KillOutOfBand: func(t *testing.T, name string) { kill(t, conn, name) },
+		EditOutOfBand: func(t *testing.T, name string) { doubleMemory(t, conn, name) },
 	}
+}
+
+// doubleMemory is `virsh setmaxmem --config`: the persistent definition gets twice the
+// memory, everything else (Drover's metadata included) kept.
+func doubleMemory(t *testing.T, conn *golibvirt.Connect, name string) {
+	t.Helper()
+	dom, err := conn.LookupDomainByName(name)
+	if err != nil {
+		t.Fatalf("look up %s: %v", name, err)
+	}
+	defer dom.Free()
+	x, err := dom.GetXMLDesc(golibvirt.DOMAIN_XML_INACTIVE)
+	if err != nil {
+		t.Fatalf("definition of %s: %v", name, err)
+	}
+	var def libvirtxml.Domain
+	if err := def.Unmarshal(x); err != nil {
+		t.Fatalf("parse definition of %s: %v", name, err)
+	}
+	if def.Memory == nil {
+		t.Fatalf("definition of %s has no memory", name)
+	}
+	def.Memory.Value *= 2
+	def.CurrentMemory = nil
+	if x, err = def.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	nd, err := conn.DomainDefineXML(x)
+	if err != nil {
+		t.Fatalf("redefine %s with more memory: %v", name, err)
+	}
+	nd.Free()
 }
 
 // TestConformanceLibvirtTestDriver runs the parts that need no guest against libvirt's

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -229,14 +231,10 @@ func removeEntry(p vmPaths) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove state entry: %w", err)
 	}
-	// Renaming over an empty directory is allowed, and MkdirTemp picks a name
-	// nobody else holds.
-	going, err := os.MkdirTemp(filepath.Dir(p.dir), goingPrefix+filepath.Base(p.dir)+"-")
-	if err != nil {
-		return fmt.Errorf("remove state entry: %w", err)
-	}
+	// os.Rename refuses an existing directory as the target, so a name some other
+	// Destroy holds is never taken over.
+	going := filepath.Join(filepath.Dir(p.dir), goingPrefix+filepath.Base(p.dir)+"-"+strconv.FormatUint(uint64(rand.Uint32()), 10))
 	if err := os.Rename(p.dir, going); err != nil {
-		os.Remove(going)
 		return fmt.Errorf("remove state entry: %w", err)
 	}
 	if err := os.RemoveAll(going); err != nil {
