@@ -97,7 +97,7 @@ func newWorld(t testing.TB, driverName string) *world {
 
 func (w *world) newReconciler() *reconciler.Reconciler {
 	rec, err := reconciler.New(reconciler.Config{
-		Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log,
+		Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log, History: historyOf(w),
 		PruneDrain: 200 * time.Millisecond, PruneShutdownTimeout: 3 * time.Second,
 		// Short, so the drift test can show a VM failing its check being replaced.
 		ReplaceUnhealthyAfter: 3 * time.Second,
@@ -106,6 +106,22 @@ func (w *world) newReconciler() *reconciler.Reconciler {
 		w.t.Fatal(err)
 	}
 	return rec
+}
+
+// historyOf reads earlier commits of the world's repository.
+func historyOf(w *world) reconciler.History { return history{w} }
+
+type history struct{ w *world }
+
+func (h history) Fleet(ctx context.Context, commit string) (*sources.Fleet, error) {
+	src, err := sources.NewGit(sources.GitConfig{URL: h.w.repo.URL(), Branch: "main", Path: "fleet.yaml"}, h.w.log)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := src.Fetch(ctx); err != nil {
+		return nil, err
+	}
+	return src.Fleet(ctx, commit)
 }
 
 func (w *world) source(url string) *sources.Git {

@@ -34,6 +34,13 @@ type Images interface {
 	Get(ctx context.Context, a sources.Artifact) (string, error)
 }
 
+// History reads the fleet at an earlier commit. With it, a service whose revision failed
+// is brought back to the spec its surviving predecessors were created from, so a
+// rollback restores capacity even under strategies that retire predecessors early.
+type History interface {
+	Fleet(ctx context.Context, commit string) (*sources.Fleet, error)
+}
+
 // Source yields the desired state: the fleet at the tracked commit.
 type Source interface {
 	Read(ctx context.Context) (sources.Revision, error)

@@ -24,6 +24,10 @@ type Plan struct {
 	Services []ServicePlan
 	// Orphans are Drover-tagged Consul registrations whose VM no longer exists.
 	Orphans []string
+
+	// fleet is what the plan was computed against: the commit's, with held services
+	// set back to the spec being restored.
+	fleet *sources.Fleet
 }
 
 // ServicePlan is the diff of one service between the commit and what runs.
@@ -87,6 +91,9 @@ type planInput struct {
 	// ReplaceUnhealthyAfter how long a VM may fail its check before it is replaced.
 	FailingSince          map[string]time.Time
 	ReplaceUnhealthyAfter time.Duration
+	// Restoring holds, per service whose revision failed, why it is being brought back
+	// to an earlier spec (the fleet passed in already carries that spec).
+	Restoring map[string]string
 	// Passed are the instances this Drover has seen passing: a VM that passed once is
 	// not waited for as a rollout in progress when it fails later.
 	Passed map[string]bool
@@ -102,7 +109,7 @@ type failure struct {
 // plan diffs desired against observed. It is pure: the same inputs give the same plan.
 func plan(in planInput) Plan {
 	obs := in.Obs
-	p := Plan{Revision: in.Revision}
+	p := Plan{Revision: in.Revision, fleet: in.Fleet}
 	byService := map[string][]hypervisor.VM{}
 	vmNames := map[string]bool{}
 	for _, vm := range obs.VMs {
@@ -169,7 +176,9 @@ func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instan
 		}
 	}
 
-	if failed.Revision == revision && failed.SpecHash == hash {
+	if why, ok := inp.Restoring[svc.Name]; ok {
+		sp.Held = why
+	} else if failed.Revision == revision && failed.SpecHash == hash {
 		sp.Held = fmt.Sprintf("revision %s failed for this spec: %s (waiting for a new commit)", shortRev(revision), failed.Reason)
 		return sp
 	}

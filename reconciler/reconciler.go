@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,7 +20,9 @@ type Config struct {
 	Hypervisor Hypervisor
 	Registry   Registry
 	Images     Images
-	Log        *slog.Logger
+	// History, optional, lets a failed rollout restore its predecessors' spec.
+	History History
+	Log     *slog.Logger
 	// Now and Rand make time and VM name suffixes controllable in tests.
 	Now  func() time.Time
 	Rand *rand.Rand
@@ -155,10 +158,55 @@ func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, erro
 	}
 	now := r.cfg.Now()
 	failing, passed := r.trackHealth(obs.Instances, now)
+	failed := r.failures()
+	fleet, restoring := r.rollbackTargets(ctx, rev, obs, failed)
 	return plan(planInput{
-		Revision: rev.Commit, Fleet: rev.Fleet, Obs: obs, Failed: r.failures(), Now: now,
+		Revision: rev.Commit, Fleet: fleet, Obs: obs, Failed: failed, Now: now,
 		FailingSince: failing, Passed: passed, ReplaceUnhealthyAfter: r.cfg.ReplaceUnhealthyAfter,
+		Restoring: restoring,
 	}), nil
+}
+
+// rollbackTargets returns the fleet to plan against: rev's, except that a service whose
+// revision failed (and is held) targets the spec its newest surviving predecessor was
+// created from, read from that VM's revision. That is what a rollback means for
+// strategies that retire predecessors before the new version has proven itself.
+func (r *Reconciler) rollbackTargets(ctx context.Context, rev sources.Revision, obs Observed, failed map[string]failure) (*sources.Fleet, map[string]string) {
+	if r.cfg.History == nil || len(failed) == 0 {
+		return rev.Fleet, nil
+	}
+	out := &sources.Fleet{Services: slices.Clone(rev.Fleet.Services)}
+	restoring := map[string]string{}
+	for i, svc := range out.Services {
+		f, ok := failed[svc.Name]
+		hash := SpecHash(svc)
+		if !ok || f.Revision != rev.Commit || f.SpecHash != hash {
+			continue
+		}
+		var newest *hypervisor.VM
+		for j, vm := range obs.VMs {
+			if vm.Meta.Service == svc.Name && vm.Meta.SpecHash != hash && alive(vm) &&
+				(newest == nil || vm.Meta.Created.After(newest.Meta.Created)) {
+				newest = &obs.VMs[j]
+			}
+		}
+		if newest == nil {
+			continue
+		}
+		old, err := r.cfg.History.Fleet(ctx, newest.Meta.Revision)
+		if err != nil {
+			r.log.Warn("cannot read the predecessors' revision; not restoring it", "service", svc.Name, "revision", shortRev(newest.Meta.Revision), "err", err)
+			continue
+		}
+		prev, ok := old.Service(svc.Name)
+		if !ok || SpecHash(prev) != newest.Meta.SpecHash {
+			continue
+		}
+		out.Services[i] = prev
+		restoring[svc.Name] = fmt.Sprintf("revision %s failed for this spec: %s; restoring version %s from revision %s (waiting for a new commit)",
+			shortRev(rev.Commit), f.Reason, prev.Version, shortRev(newest.Meta.Revision))
+	}
+	return out, restoring
 }
 
 // Pass reads the world, diffs it against rev and acts. Services are handled in parallel;
@@ -183,7 +231,7 @@ func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, er
 			}
 			continue
 		}
-		svc, _ := rev.Fleet.Service(sp.Service)
+		svc, _ := p.fleet.Service(sp.Service)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -20,6 +20,14 @@ type Service struct {
 	ShutdownTimeout time.Duration // default 5s
 	AutoRollback    *bool         // default true
 	CheckInterval   time.Duration // default 1s (Consul runs checks at most once a second)
+
+	Strategy       string // default blue-green
+	MaxSurge       int    // with rolling
+	MaxUnavailable int    // with rolling
+	Canary         int    // with canary
+	// Chaos, when set, is rendered as the service's chaos block verbatim, e.g.
+	// "interval: 10s".
+	Chaos string
 }
 
 // FleetYAML renders a fleet file (contract version 1) for services running the test
@@ -43,6 +51,10 @@ func (g GuestImages) FleetYAML(services ...Service) string {
 		shutdown := or(s.ShutdownTimeout, 5*time.Second)
 		interval := or(s.CheckInterval, time.Second)
 		rollback := s.AutoRollback == nil || *s.AutoRollback
+		strategy := s.Strategy
+		if strategy == "" {
+			strategy = "blue-green"
+		}
 		fmt.Fprintf(&b, `  - name: %s
     version: %q
     replicas: %d
@@ -60,7 +72,7 @@ func (g GuestImages) FleetYAML(services ...Service) string {
       interval: %s
       timeout: %s
     update:
-      strategy: blue-green
+      strategy: %s
       min_healthy_time: %s
       healthy_deadline: %s
       drain: %s
@@ -68,7 +80,16 @@ func (g GuestImages) FleetYAML(services ...Service) string {
       auto_rollback: %t
 `, s.Name, s.Version, s.Replicas, mem,
 			g.Kernel.URL(), g.Kernel.SHA256, initrd.URL(), initrd.SHA256, GuestCmdline(s.Version),
-			GuestPort, interval, interval, s.MinHealthyTime, deadline, s.Drain, shutdown, rollback)
+			GuestPort, interval, interval, strategy, s.MinHealthyTime, deadline, s.Drain, shutdown, rollback)
+		switch s.Strategy {
+		case "rolling":
+			fmt.Fprintf(&b, "      max_surge: %d\n      max_unavailable: %d\n", s.MaxSurge, s.MaxUnavailable)
+		case "canary":
+			fmt.Fprintf(&b, "      canary: %d\n", s.Canary)
+		}
+		if s.Chaos != "" {
+			fmt.Fprintf(&b, "    chaos:\n      %s\n", strings.ReplaceAll(strings.TrimSpace(s.Chaos), "\n", "\n      "))
+		}
 	}
 	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"libvirt.org/go/libvirt"
 	"libvirt.org/go/libvirtxml"
@@ -14,17 +15,16 @@ import (
 
 // drift compares a domain with what Create recorded in its metadata: the persistent
 // definition always (virsh edit, setmaxmem --config, attach-disk --config), and the
-// live one too while it runs (setvcpus --live, attach-disk --live). Each definition's
-// XML is fetched and parsed once.
-func (d *Driver) drift(dom *libvirt.Domain, m vmMetadata, running bool) ([]string, error) {
+// live one too while it runs (setvcpus --live, attach-disk --live).
+func (d *Driver) drift(dom *libvirt.Domain, name string, m vmMetadata, running bool) ([]string, error) {
 	if m.CreatedWith == nil {
 		return nil, nil
 	}
-	persistent, err := d.definitionDrift(dom, m, libvirt.DOMAIN_XML_INACTIVE)
+	persistent, err := d.definitionDrift(dom, name, m, libvirt.DOMAIN_XML_INACTIVE)
 	if err != nil || !running {
 		return persistent, err
 	}
-	live, err := d.definitionDrift(dom, m, 0)
+	live, err := d.definitionDrift(dom, name, m, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +47,7 @@ func (d *Driver) drift(dom *libvirt.Domain, m vmMetadata, running bool) ([]strin
 	return out, nil
 }
 
-func (d *Driver) definitionDrift(dom *libvirt.Domain, m vmMetadata, flags libvirt.DomainXMLFlags) ([]string, error) {
+func (d *Driver) definitionDrift(dom *libvirt.Domain, name string, m vmMetadata, flags libvirt.DomainXMLFlags) ([]string, error) {
 	which := "live"
 	if flags&libvirt.DOMAIN_XML_INACTIVE != 0 {
 		which = "persistent"
@@ -56,13 +56,81 @@ func (d *Driver) definitionDrift(dom *libvirt.Domain, m vmMetadata, flags libvir
 	if err != nil {
 		return nil, fmt.Errorf("read %s definition: %w", which, err)
 	}
+	key := name + "\x00" + which
+	if lines, ok := d.drifts.get(key, raw, m); ok {
+		return lines, nil
+	}
 	var def libvirtxml.Domain
+	var lines []string
 	if err := def.Unmarshal(raw); err != nil {
 		// libvirt wrote it, so this is a libvirtxml gap rather than an edit: say so
 		// instead of guessing.
-		return []string{fmt.Sprintf("%s definition: cannot be read to compare: %v", which, err)}, nil
+		lines = []string{fmt.Sprintf("%s definition: cannot be read to compare: %v", which, err)}
+	} else {
+		lines = definitionDrift(m, &def, isQEMUURI(d.uri))
 	}
-	return definitionDrift(m, &def, isQEMUURI(d.uri)), nil
+	d.drifts.put(key, raw, m, lines)
+	return slices.Clone(lines), nil
+}
+
+// driftCache remembers the drift found in each domain's last definitions. Parsing a
+// definition costs more than everything else List does for a domain, and they rarely
+// change: a definition identical to the last one (with the same record) is not parsed
+// again, so a pass over an unchanged fleet parses nothing.
+type driftCache struct {
+	mu sync.Mutex
+	m  map[string]driftEntry // domain name NUL persistent|live
+}
+
+type driftEntry struct {
+	raw   string
+	meta  vmMetadata
+	cw    createdWith
+	lines []string
+}
+
+func (c *driftCache) get(key, raw string, m vmMetadata) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[key]
+	if !ok || e.raw != raw || !sameRecord(e.meta, e.cw, m) {
+		return nil, false
+	}
+	return slices.Clone(e.lines), true
+}
+
+func (c *driftCache) put(key, raw string, m vmMetadata, lines []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]driftEntry{}
+	}
+	e := driftEntry{raw: raw, meta: m, lines: lines}
+	if m.CreatedWith != nil {
+		e.cw = *m.CreatedWith
+	}
+	e.meta.CreatedWith = nil
+	c.m[key] = e
+}
+
+// keep forgets the domains not named, so the cache holds only domains that exist.
+func (c *driftCache) keep(names map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key := range c.m {
+		name, _, _ := strings.Cut(key, "\x00")
+		if !names[name] {
+			delete(c.m, key)
+		}
+	}
+}
+
+func sameRecord(meta vmMetadata, cw createdWith, m vmMetadata) bool {
+	if m.CreatedWith == nil || *m.CreatedWith != cw {
+		return false
+	}
+	m.CreatedWith = nil
+	return m == meta
 }
 
 // definitionDrift lists how def differs from what m says the domain was created

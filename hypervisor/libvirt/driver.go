@@ -51,7 +51,8 @@ type Driver struct {
 	conn   *libvirt.Connect
 	dead   []*libvirt.Connect // replaced connections, closed by Close
 
-	locks nameLocks
+	locks  nameLocks
+	drifts driftCache
 
 	portMu   sync.Mutex
 	reserved map[int]bool // host ports handed to Creates still in flight
@@ -379,11 +380,13 @@ func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
 		}
 	}()
 	vms := make([]hypervisor.VM, 0, len(doms))
+	seen := make(map[string]bool, len(doms))
 	for i := range doms {
 		vm, _, err := d.observe(&doms[i])
 		switch {
 		case err == nil:
 			vms = append(vms, vm)
+			seen[vm.Name] = true
 		case errors.Is(err, errNoMetadata), errors.Is(err, hypervisor.ErrNotFound):
 			// Not Drover's, or gone since the listing.
 		case errors.Is(err, errBadMetadata):
@@ -392,6 +395,7 @@ func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
 			return nil, fmt.Errorf("list vms: %w", err)
 		}
 	}
+	d.drifts.keep(seen)
 	sort.Slice(vms, func(i, j int) bool { return vms[i].Name < vms[j].Name })
 	return vms, nil
 }

@@ -81,7 +81,7 @@ func (d *Driver) observe(dom *libvirt.Domain) (hypervisor.VM, vmMetadata, error)
 		return hypervisor.VM{}, vmMetadata{}, fmt.Errorf("domain %s: state: %w", name, err)
 	}
 	vm := hypervisor.VM{Name: name, Meta: meta, State: mapState(st, reason)}
-	vm.Drift, err = d.drift(dom, m, st != libvirt.DOMAIN_SHUTOFF)
+	vm.Drift, err = d.drift(dom, name, m, st != libvirt.DOMAIN_SHUTOFF)
 	if isVirErr(err, libvirt.ERR_NO_DOMAIN) {
 		return hypervisor.VM{}, vmMetadata{}, fmt.Errorf("domain %s: %w", name, hypervisor.ErrNotFound)
 	}

@@ -106,6 +106,53 @@ func killOutOfBand(t *testing.T, name string) {
 	}
 }
 
+// restartWithMoreMemory is an operator restarting a VM's QEMU by hand with twice the
+// memory: the same command line otherwise, so the driver still finds and manages it.
+func restartWithMoreMemory(t *testing.T, name string) {
+	t.Helper()
+	pids := hypervisortest.QEMUProcesses(name)
+	if len(pids) != 1 {
+		t.Fatalf("restart %s: want one qemu process, got %v", name, pids)
+	}
+	raw, err := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+	i := slices.Index(args, "-m")
+	if i < 0 || i+1 >= len(args) {
+		t.Fatalf("restart %s: no -m in %q", name, args)
+	}
+	mib, err := strconv.Atoi(strings.TrimSuffix(args[i+1], "M"))
+	if err != nil {
+		t.Fatalf("restart %s: -m %s: %v", name, args[i+1], err)
+	}
+	args[i+1] = strconv.Itoa(2*mib) + "M"
+	killOutOfBand(t, name)
+	// Its pid file and socket are free once it is gone.
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for len(hypervisortest.QEMUProcesses(name)) > 0 {
+		select {
+		case <-deadline.C:
+			t.Fatalf("restart %s: killed qemu still running after 30s", name)
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		case <-tick.C:
+		}
+	}
+	cmd := exec.CommandContext(t.Context(), args[0], args[1:]...)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.WaitDelay = 5 * time.Second
+	// -daemonize: it returns once QEMU is up.
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("restart %s: %v: %s", name, err, out)
+	}
+}
+
 func guestImages(t testing.TB) hypervisortest.Images {
 	imgs := testenv.Images(t)
 	return hypervisortest.Images{
@@ -135,6 +182,7 @@ func TestConformance(t *testing.T) {
 					}
 				},
 				KillOutOfBand: killOutOfBand,
+				EditOutOfBand: restartWithMoreMemory,
 			}
 		},
 		Images:     guestImages(t),
