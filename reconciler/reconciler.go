@@ -39,6 +39,9 @@ type Config struct {
 	// ReplaceUnhealthyAfter is how long a running VM may fail its check (after its
 	// healthy_deadline) before it is replaced. Zero never replaces. Default 5m.
 	ReplaceUnhealthyAfter time.Duration
+	// Chaos enables the fleet file's chaos blocks (burn-and-rebuild). `drover run`
+	// enables it; `--once` and `plan` do not, since a deploy must not kill what it made.
+	Chaos bool
 	// OpTimeout bounds each driver or registry call that must finish even when the pass is
 	// being cancelled (creating, destroying, deregistering), so a signal never leaves a
 	// half-made VM behind. Default 2m.
@@ -58,7 +61,11 @@ type Reconciler struct {
 	// the side of not replacing.
 	failingSince map[string]time.Time
 	passed       map[string]bool // instances seen passing at least once
-	randMu       sync.Mutex
+	// started and lastBurn schedule chaos: no burn before a service's interval has
+	// passed since this Drover started, then one per interval.
+	started  time.Time
+	lastBurn map[string]time.Time
+	randMu   sync.Mutex
 }
 
 // New returns a Reconciler.
@@ -93,7 +100,8 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 2 * time.Minute
 	}
-	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}, passed: map[string]bool{}}, nil
+	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}, passed: map[string]bool{},
+		started: cfg.Now(), lastBurn: map[string]time.Time{}}, nil
 }
 
 // RolloutError is a rollout that failed its health gate (or could not create its VMs).
@@ -243,6 +251,13 @@ func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, er
 		}()
 	}
 	wg.Wait()
+	if r.cfg.Chaos {
+		burnt, err := r.chaos(ctx, log, p)
+		res.Changed = res.Changed || burnt
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, id := range p.Orphans {
 		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Deregister(ctx, id) })
 		if err != nil {
@@ -359,4 +374,70 @@ func registration(svc sources.Service, vm hypervisor.VM) discovery.Registration 
 			DeregisterCriticalAfter: deregisterAfter,
 		},
 	}
+}
+
+// chaos terminates one random passing instance of each service whose chaos block is
+// due, through the normal drain path; the next pass replaces it. Only a service at rest
+// takes part: nothing to do, every replica passing, at least two of them.
+func (r *Reconciler) chaos(ctx context.Context, log *slog.Logger, p Plan) (bool, error) {
+	now := r.cfg.Now()
+	burnt := false
+	var errs []error
+	for _, sp := range p.Services {
+		svc, ok := p.fleet.Service(sp.Service)
+		if !ok || svc.Chaos == nil || !sp.Noop() || sp.Held != "" || svc.Replicas < 2 || len(sp.Current) != svc.Replicas {
+			continue
+		}
+		r.mu.Lock()
+		last, ok := r.lastBurn[svc.Name]
+		r.mu.Unlock()
+		if !ok {
+			last = r.started
+		}
+		if !chaosDue(now, last, svc.Chaos) {
+			continue
+		}
+		var candidates []string
+		byName := map[string]hypervisor.VM{}
+		for _, vm := range sp.Current {
+			candidates = append(candidates, vm.Name)
+			byName[vm.Name] = vm
+		}
+		if len(sp.Pending) > 0 || !r.allPassing(ctx, svc.Name, candidates) {
+			continue
+		}
+		r.randMu.Lock()
+		victim := pickVictim(candidates, r.cfg.Rand)
+		r.randMu.Unlock()
+		r.mu.Lock()
+		r.lastBurn[svc.Name] = now
+		r.mu.Unlock()
+		log.Warn("chaos: terminating a healthy instance; it will be replaced", "service", svc.Name, "vm", victim, "event", "chaos", "interval", svc.Chaos.Interval, "window", svc.Chaos.Window.String())
+		if err := r.retire(ctx, log.With("service", svc.Name), []hypervisor.VM{byName[victim]}, svc.Update.Drain, svc.Update.ShutdownTimeout); err != nil {
+			errs = append(errs, fmt.Errorf("chaos on %s: %w", svc.Name, err))
+			continue
+		}
+		burnt = true
+	}
+	return burnt, errors.Join(errs...)
+}
+
+// allPassing reports whether Consul sees every named instance passing right now.
+func (r *Reconciler) allPassing(ctx context.Context, service string, ids []string) bool {
+	instances, err := r.cfg.Registry.Instances(ctx, Tag)
+	if err != nil {
+		return false
+	}
+	passing := map[string]bool{}
+	for _, in := range instances {
+		if in.Service == service && in.Status == discovery.StatusPassing {
+			passing[in.ID] = true
+		}
+	}
+	for _, id := range ids {
+		if !passing[id] {
+			return false
+		}
+	}
+	return true
 }

@@ -58,7 +58,8 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		d.close()
 		return nil, err
 	}
-	d.reconciler, err = reconciler.New(reconciler.Config{Hypervisor: hv, Registry: registry, Images: images, History: git, Log: log, Hook: hook})
+	d.reconciler, err = reconciler.New(reconciler.Config{Hypervisor: hv, Registry: registry, Images: images, History: git, Log: log, Hook: hook,
+		Chaos: !o.once})
 	if err != nil {
 		d.close()
 		return nil, err
