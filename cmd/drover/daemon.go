@@ -59,7 +59,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	d.reconciler, err = reconciler.New(reconciler.Config{Hypervisor: hv, Registry: registry, Images: images, History: git, Log: log, Hook: hook,
-		Chaos: !o.once})
+		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter})
 	if err != nil {
 		d.close()
 		return nil, err

@@ -21,8 +21,10 @@ type options struct {
 	listen     string
 	once       bool
 	leaderLock bool
-	logFormat  string
-	logLevel   string
+	// replaceUnhealthyAfter: how long a VM may fail its check before it is replaced.
+	replaceUnhealthyAfter time.Duration
+	logFormat             string
+	logLevel              string
 }
 
 func (o *options) register(fs *flag.FlagSet, withRun bool) {
@@ -39,6 +41,7 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 		fs.DurationVar(&o.interval, "interval", 30*time.Second, "how often to fetch the repository and run a pass")
 		fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address for /healthz and /status (empty disables)")
 		fs.BoolVar(&o.once, "once", false, "run passes until the fleet matches the commit (exit 0) or the revision fails (exit 1)")
+		fs.DurationVar(&o.replaceUnhealthyAfter, "replace-unhealthy-after", 5*time.Minute, "replace a running VM that has failed its check this long (after its healthy_deadline)")
 		fs.BoolVar(&o.leaderLock, "leader-lock", true, "take a Consul lock per fleet so only one drover acts; others wait as standbys.\n"+
 			"With false, every drover started on the fleet acts at once: run only one")
 	}
@@ -83,6 +86,9 @@ func (o *options) validate(withRun bool) error {
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
 		problems = append(problems, err.Error())
+	}
+	if withRun && o.replaceUnhealthyAfter <= 0 {
+		problems = append(problems, fmt.Sprintf("--replace-unhealthy-after %s: must be positive", o.replaceUnhealthyAfter))
 	}
 	if withRun && o.interval <= 0 {
 		problems = append(problems, fmt.Sprintf("--interval %s: must be positive", o.interval))
