@@ -78,6 +78,16 @@ func TestE2EDriftRepair(t *testing.T) {
 		virsh(t, "undefine", names[0])
 		names = w.repaired(t, svc, names[:1], 2)
 	})
+	t.Run("definition edited is replaced", func(t *testing.T) {
+		edited := xmlOf(names[0])
+		edited.Memory.Value *= 2
+		edited.Memory.Unit = ""
+		if edited.CurrentMemory != nil {
+			edited.CurrentMemory.Value, edited.CurrentMemory.Unit = edited.Memory.Value, ""
+		}
+		defineXML(t, edited)
+		names = w.repaired(t, svc, names[:1], 2)
+	})
 	t.Run("hand-made clone is retired", func(t *testing.T) {
 		clone := xmlOf(names[0])
 		port, err := hypervisor.FreeLocalPort()

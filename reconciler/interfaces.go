@@ -17,6 +17,12 @@ type Hypervisor interface {
 	Destroy(ctx context.Context, name string) error
 }
 
+// Sweeper is implemented by drivers that can remove leftovers of VMs that no longer
+// exist (an overlay made just before a kill -9, say). A pass sweeps first.
+type Sweeper interface {
+	Sweep(ctx context.Context) ([]string, error)
+}
+
 // Registry is what a pass needs from service discovery.
 type Registry interface {
 	Ping(ctx context.Context) error

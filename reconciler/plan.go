@@ -228,6 +228,9 @@ func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instan
 
 // replaceReason says why a running VM of the desired spec must be replaced anyway, or "".
 func replaceReason(in planInput, svc sources.Service, vm hypervisor.VM) string {
+	if len(vm.Drift) > 0 {
+		return "definition differs from what was created: " + strings.Join(vm.Drift, "; ")
+	}
 	if since, ok := in.FailingSince[vm.Name]; ok && in.ReplaceUnhealthyAfter > 0 &&
 		in.Now.Sub(since) >= in.ReplaceUnhealthyAfter &&
 		(in.Passed[vm.Name] || in.Now.After(vm.Meta.Created.Add(svc.Update.HealthyDeadline))) {

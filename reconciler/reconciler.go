@@ -146,6 +146,15 @@ func (r *Reconciler) Observe(ctx context.Context) (Observed, error) {
 	if err := r.cfg.Registry.Ping(ctx); err != nil {
 		return Observed{}, fmt.Errorf("observe: consul: %w", err)
 	}
+	if sw, ok := r.cfg.Hypervisor.(Sweeper); ok {
+		removed, err := sw.Sweep(ctx)
+		if err != nil {
+			r.log.Warn("sweeping leftovers of gone VMs", "err", err)
+		}
+		for _, path := range removed {
+			r.log.Info("removed leftover of a VM that no longer exists", "path", path, "event", "repair")
+		}
+	}
 	vms, err := r.cfg.Hypervisor.List(ctx)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observe: list vms: %w", err)

@@ -618,3 +618,33 @@ func (b *crashLog) snapshotLines() []string {
 	lines, _ := b.snapshot()
 	return lines
 }
+
+// waitConsulServesOrHeld is waitConsulServes for a running Drover, bounded by limit,
+// that gives up at once when Drover says it holds the revision as failed: it would wait
+// for a new commit, so the fleet will not converge.
+func (r *crashRig) waitConsulServesOrHeld(ctx context.Context, p *crashProc, limit time.Duration) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	held := make(chan string, 1)
+	go func() {
+		var line string
+		err := p.log.waitLines(ctx, func(l []string) bool {
+			i := slices.IndexFunc(l, func(s string) bool { return strings.Contains(s, "failed for this spec") })
+			if i >= 0 {
+				line = l[i]
+			}
+			return i >= 0
+		})
+		if err == nil {
+			held <- line
+			cancel()
+		}
+	}()
+	names, err := r.waitConsulServes(ctx, r.version)
+	select {
+	case line := <-held:
+		return nil, fmt.Errorf("drover holds the revision as failed and waits for a new commit: %s", line)
+	default:
+	}
+	return names, err
+}
