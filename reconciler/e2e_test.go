@@ -260,21 +260,29 @@ type passingWatch struct {
 func (w *world) watchPassing(service string) *passingWatch {
 	pw := &passingWatch{}
 	pw.min.Store(1 << 30)
+	pw.stop = every(100*time.Millisecond, func(ctx context.Context) {
+		if n, err := w.reg.PassingCount(ctx, service); err == nil {
+			pw.samples.Add(1)
+			if int64(n) < pw.min.Load() {
+				pw.min.Store(int64(n))
+			}
+		}
+	})
+	return pw
+}
+
+// every runs sample at once and then every interval in the background, like a client
+// polling, until the returned stop is called; stop waits for the last sample.
+func every(interval time.Duration, sample func(ctx context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
-			n, err := w.reg.PassingCount(ctx, service)
-			if err == nil {
-				pw.samples.Add(1)
-				if int64(n) < pw.min.Load() {
-					pw.min.Store(int64(n))
-				}
-			}
+			sample(ctx)
 			select {
 			case <-ctx.Done():
 				return
@@ -282,8 +290,7 @@ func (w *world) watchPassing(service string) *passingWatch {
 			}
 		}
 	}()
-	pw.stop = func() { cancel(); wg.Wait() }
-	return pw
+	return func() { cancel(); wg.Wait() }
 }
 
 func TestE2EDeployUpdateFailFix(t *testing.T) {

@@ -3,7 +3,6 @@ package reconciler_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,33 +20,21 @@ type vmCountWatch struct {
 
 func (w *world) watchVMs(service string) *vmCountWatch {
 	vw := &vmCountWatch{}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if vms, err := w.hv.List(ctx); err == nil {
-				n := 0
-				for _, vm := range vms {
-					if vm.Meta.Service == service {
-						n++
-					}
-				}
-				if int64(n) > vw.max.Load() {
-					vw.max.Store(int64(n))
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
+	vw.stop = every(100*time.Millisecond, func(ctx context.Context) {
+		vms, err := w.hv.List(ctx)
+		if err != nil {
+			return
+		}
+		n := 0
+		for _, vm := range vms {
+			if vm.Meta.Service == service {
+				n++
 			}
 		}
-	}()
-	vw.stop = func() { cancel(); wg.Wait() }
+		if int64(n) > vw.max.Load() {
+			vw.max.Store(int64(n))
+		}
+	})
 	return vw
 }
 
