@@ -7,14 +7,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
+	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 	"github.com/drover-dev/drover/testenv"
 )
@@ -172,4 +176,74 @@ func waitHealthy(b *testing.B, port int, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.Errorf("guest on port %d not healthy within %s", port, timeout)
+}
+
+// BenchmarkReplaceKilledVM measures the time from a VM killed out of band (its QEMU
+// process SIGKILLed) to its replacement passing, with `drover run` waking on Consul
+// health changes, next to the time a scale-up takes to boot one fresh VM to passing.
+func BenchmarkReplaceKilledVM(b *testing.B) {
+	w := newWorld(b, "qemu")
+	web := testenv.Service{Name: "e2e-kill", Version: "1", Replicas: 2}
+	src := w.source(w.repo.URL())
+	w.commit(w.images.FleetYAML(web))
+	if err := w.converge(src); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wake := make(chan struct{}, 1)
+	go w.reg.WatchHealth(ctx, func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
+	runner := &reconciler.Runner{Source: src, Reconciler: w.rec, Interval: time.Minute, Log: w.log, Wake: wake}
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(ctx) }()
+
+	waitFor := func(cond func() bool) {
+		deadline := time.Now().Add(2 * time.Minute)
+		for !cond() {
+			if time.Now().After(deadline) {
+				b.Fatalf("condition not met within 2m; VMs %v", w.vmNames(web.Name))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	passing := func() int {
+		n, _ := w.reg.PassingCount(context.Background(), web.Name)
+		return n
+	}
+	var replace time.Duration
+	for range b.N {
+		waitFor(func() bool { return passing() == 2 && len(w.vmNames(web.Name)) == 2 })
+		victim := w.vmNames(web.Name)[0]
+		pids := hypervisortest.QEMUProcesses(victim)
+		if len(pids) != 1 {
+			b.Fatalf("qemu processes of %s: %v", victim, pids)
+		}
+		start := time.Now()
+		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+			b.Fatal(err)
+		}
+		waitFor(func() bool {
+			names := w.vmNames(web.Name)
+			return !slices.Contains(names, victim) && len(names) == 2 && passing() == 2
+		})
+		replace += time.Since(start)
+	}
+	cancel()
+	<-done
+
+	// Reference: one fresh VM from create to passing (a scale-up, --once).
+	web.Replicas = 3
+	w.commit(w.images.FleetYAML(web))
+	start := time.Now()
+	if err := w.converge(src); err != nil {
+		b.Fatal(err)
+	}
+	fresh := time.Since(start)
+	b.ReportMetric(float64(replace.Milliseconds())/float64(b.N), "kill-to-passing-ms/op")
+	b.ReportMetric(float64(fresh.Milliseconds()), "fresh-boot-ms")
 }

@@ -24,6 +24,9 @@ type Runner struct {
 	Log  *slog.Logger
 	// MaxBackoff caps the retry delay after errors. Default: Interval.
 	MaxBackoff time.Duration
+	// Wake, optional, starts the next pass early: a health check changed, so a VM may
+	// have died. Passes stay level-based; Wake only moves one sooner.
+	Wake <-chan struct{}
 
 	mu     sync.Mutex
 	status Status
@@ -129,6 +132,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			t.Stop()
 			return nil
 		case <-t.C:
+		case <-r.Wake:
+			t.Stop()
 		}
 	}
 }

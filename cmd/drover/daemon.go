@@ -111,6 +111,21 @@ func (d *daemon) plan(ctx context.Context, out io.Writer) error {
 }
 
 func (d *daemon) run(ctx context.Context) error {
+	registry, err := discovery.New(discovery.Config{Address: d.opts.consul}, d.log)
+	if err != nil {
+		return err
+	}
+	// A health check changing state (a VM died, say) starts the next pass at once
+	// instead of after --interval.
+	wake := make(chan struct{}, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go registry.WatchHealth(watchCtx, func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
 	runner := &reconciler.Runner{
 		Source:     d.source,
 		Reconciler: d.reconciler,
@@ -118,6 +133,7 @@ func (d *daemon) run(ctx context.Context) error {
 		Once:       d.opts.once,
 		Log:        d.log,
 		MaxBackoff: max(d.opts.interval, 5*time.Minute),
+		Wake:       wake,
 	}
 	if d.opts.listen != "" {
 		ln, err := net.Listen("tcp", d.opts.listen)
@@ -136,10 +152,6 @@ func (d *daemon) run(ctx context.Context) error {
 	d.log.Info("drover running", "version", version, "repo", d.opts.repo, "branch", d.opts.branch, "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
-	}
-	registry, err := discovery.New(discovery.Config{Address: d.opts.consul}, d.log)
-	if err != nil {
-		return err
 	}
 	return lead(ctx, registry, leaderKey(d.opts), d.opts.once, d.log, runner.Run)
 }
