@@ -26,7 +26,7 @@ func BenchmarkCreateToHealthy(b *testing.B) {
 				testenv.Unavailable(b, "%s not installed", bin)
 			}
 		}
-		d, err := qemu.New(b.Context(), qemu.Config{StateDir: b.TempDir()}, testLogger(b))
+		d, err := qemu.New(b.Context(), qemu.Config{StateDir: b.TempDir()}, hypervisortest.Logger(b))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -35,7 +35,7 @@ func BenchmarkCreateToHealthy(b *testing.B) {
 	})
 	b.Run("libvirt", func(b *testing.B) {
 		uri := testenv.Libvirt(b)
-		d, err := libvirt.New(b.Context(), libvirt.Config{URI: uri, StateDir: reachableTempDir(b)}, testLogger(b))
+		d, err := libvirt.New(b.Context(), libvirt.Config{URI: uri, StateDir: reachableTempDir(b)}, hypervisortest.Logger(b))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,14 +7,11 @@ package hypervisortest
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -24,7 +21,6 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
-	"github.com/drover-dev/drover/testenv"
 )
 
 // Driver is what the suite needs from a hypervisor driver: the reconciler's view of one.
@@ -138,17 +134,6 @@ func wantMeta(spec hypervisor.Spec) hypervisor.Metadata {
 	return m
 }
 
-// destroyAtEnd removes a VM whatever the test did with it, and says so if it cannot.
-func destroyAtEnd(t *testing.T, d Driver, name string) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := d.Destroy(ctx, name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-			t.Errorf("cleanup: destroy %s: %v", name, err)
-		}
-	})
-}
-
 func (s *suite) unknownVM(t *testing.T) {
 	env := s.h.New(t)
 	name := s.name("nosuch")
@@ -200,7 +185,7 @@ func (s *suite) invalidSpec(t *testing.T) {
 			name := s.name("bad" + strconv.Itoa(i))
 			spec := s.spec(name, "bad")
 			tt.mutate(&spec)
-			destroyAtEnd(t, env.Driver, name)
+			DestroyAtEnd(t, env.Driver, name)
 			vm, err := env.Driver.Create(tt.ctx, spec)
 			if err == nil || !strings.Contains(err.Error(), name) {
 				t.Fatalf("Create(%s): want an error naming the vm, got vm %+v, err %v", tt.name, vm, err)
@@ -252,8 +237,8 @@ func (s *suite) lifecycle(t *testing.T) {
 	env := s.h.New(t)
 	d := env.Driver
 	ctx := t.Context()
-	golden := makeGolden(t)
-	goldenSum := sha256File(t, golden)
+	golden := MakeGolden(t, "qcow2")
+	goldenSum := SHA256File(t, golden)
 
 	// Three boot modes at once, booting in parallel: kernel+initrd+cmdline; the same
 	// with a disk overlay, and ACPI off so only a forced stop ends it; disk only.
@@ -269,7 +254,7 @@ func (s *suite) lifecycle(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(cases))
 	for i, vc := range cases {
-		destroyAtEnd(t, d, vc.spec.Name)
+		DestroyAtEnd(t, d, vc.spec.Name)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -398,7 +383,7 @@ func (s *suite) lifecycle(t *testing.T) {
 	}
 
 	t.Run("GoldenUntouched", func(t *testing.T) {
-		if got := sha256File(t, golden); got != goldenSum {
+		if got := SHA256File(t, golden); got != goldenSum {
 			t.Errorf("golden disk %s: want sha256 %s (never written), got %s", golden, goldenSum, got)
 		}
 	})
@@ -424,7 +409,7 @@ func (s *suite) lifecycle(t *testing.T) {
 				t.Errorf("List after Destroy: want %s gone, got %+v", vc.spec.Name, vm)
 			}
 		}
-		if got := sha256File(t, golden); got != goldenSum {
+		if got := SHA256File(t, golden); got != goldenSum {
 			t.Errorf("golden disk after Destroy: want sha256 %s, got %s", goldenSum, got)
 		}
 	})
@@ -436,7 +421,7 @@ func (s *suite) destroyRunning(t *testing.T) {
 	env := s.h.New(t)
 	ctx := t.Context()
 	spec := s.spec(s.name("d"), "d-1")
-	destroyAtEnd(t, env.Driver, spec.Name)
+	DestroyAtEnd(t, env.Driver, spec.Name)
 	vm, err := env.Driver.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -464,7 +449,7 @@ func (s *suite) drift(t *testing.T) {
 	edited := s.spec(s.name("e"), "e-1")
 	fresh := s.spec(s.name("f"), "f-1")
 	for _, spec := range []hypervisor.Spec{edited, fresh} {
-		destroyAtEnd(t, env.Driver, spec.Name)
+		DestroyAtEnd(t, env.Driver, spec.Name)
 		vm, err := env.Driver.Create(ctx, spec)
 		if err != nil {
 			t.Fatalf("Create %s: %v", spec.Name, err)
@@ -605,43 +590,6 @@ func find(vms []hypervisor.VM, name string) (hypervisor.VM, bool) {
 		}
 	}
 	return hypervisor.VM{}, false
-}
-
-// makeGolden makes a small blank qcow2 golden disk, in a directory a hypervisor
-// running as another user (libvirt's QEMU) can reach.
-func makeGolden(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		testenv.Unavailable(t, "qemu-img not installed (install qemu-utils)")
-	}
-	dir := t.TempDir()
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p := filepath.Join(dir, "golden.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", p, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img create %s: %v: %s", p, err, out)
-	}
-	if err := os.Chmod(p, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func sha256File(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func randomHex(t *testing.T, n int) string {

@@ -1,12 +1,9 @@
 package hypervisortest_test
 
 import (
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 
 	golibvirt "libvirt.org/go/libvirt"
@@ -16,17 +13,6 @@ import (
 	"github.com/drover-dev/drover/hypervisor/libvirt"
 	"github.com/drover-dev/drover/testenv"
 )
-
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // reachableTempDir is a t.TempDir that libvirt's QEMU, running as its own user, can
 // traverse.
@@ -44,7 +30,7 @@ func reachableTempDir(t testing.TB) string {
 // a VM dies out of band on this uri.
 func libvirtEnv(t *testing.T, uri string, kill func(t *testing.T, conn *golibvirt.Connect, name string)) hypervisortest.Env {
 	stateDir := reachableTempDir(t)
-	d, err := libvirt.New(t.Context(), libvirt.Config{URI: uri, StateDir: stateDir}, testLogger(t))
+	d, err := libvirt.New(t.Context(), libvirt.Config{URI: uri, StateDir: stateDir}, hypervisortest.Logger(t))
 	if err != nil {
 		t.Fatalf("libvirt.New(%s): %v", uri, err)
 	}
@@ -137,13 +123,6 @@ func doubleMemory(t *testing.T, conn *golibvirt.Connect, name string) {
 // in-process test driver: fast, and no libvirtd needed.
 func TestConformanceLibvirtTestDriver(t *testing.T) {
 	dir := t.TempDir()
-	touch := func(n string) string {
-		p := filepath.Join(dir, n)
-		if err := os.WriteFile(p, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	hypervisortest.Conformance(t, hypervisortest.Harness{
 		New: func(t *testing.T) hypervisortest.Env {
 			return libvirtEnv(t, "test:///default", func(t *testing.T, conn *golibvirt.Connect, name string) {
@@ -159,7 +138,7 @@ func TestConformanceLibvirtTestDriver(t *testing.T) {
 			})
 		},
 		Images: hypervisortest.Images{
-			Kernel: touch("vmlinuz"), Initrd: touch("initrd.cpio.gz"),
+			Kernel: hypervisortest.Touch(t, dir, "vmlinuz"), Initrd: hypervisortest.Touch(t, dir, "initrd.cpio.gz"),
 			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort,
 		},
 		RunsGuests: false,
@@ -173,15 +152,7 @@ func TestConformanceLibvirtQEMU(t *testing.T) {
 	hypervisortest.Conformance(t, hypervisortest.Harness{
 		New: func(t *testing.T) hypervisortest.Env {
 			return libvirtEnv(t, uri, func(t *testing.T, _ *golibvirt.Connect, name string) {
-				pids := hypervisortest.QEMUProcesses(name)
-				if len(pids) == 0 {
-					t.Fatalf("kill %s out of band: no qemu process runs it", name)
-				}
-				for _, pid := range pids {
-					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-						t.Fatalf("kill %s (pid %d): %v", name, pid, err)
-					}
-				}
+				hypervisortest.KillQEMU(t, name)
 			})
 		},
 		Images: hypervisortest.Images{

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"syscall"
+	"testing"
 )
 
 // QEMUProcesses returns the pids of live QEMU processes running the VM called name,
@@ -33,6 +35,21 @@ func QEMUProcesses(name string) []int {
 		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// KillQEMU SIGKILLs every QEMU process running the VM called name, as a crash or an
+// operator would, behind the driver's back. A VM with no live process fails the test.
+func KillQEMU(t *testing.T, name string) {
+	t.Helper()
+	pids := QEMUProcesses(name)
+	if len(pids) == 0 {
+		t.Fatalf("kill %s out of band: no qemu process runs it", name)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %s (pid %d): %v", name, pid, err)
+		}
+	}
 }
 
 func zombie(pid string) bool {

@@ -1,11 +1,7 @@
 package libvirt
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -26,83 +22,6 @@ const userNetID = "drover0"
 // userNICAddr puts the user-mode NIC on the q35 root bus at a slot libvirt does not
 // hand out: libvirt fills slots from 1 upwards with pcie-root-ports.
 const userNICAddr = "0x10"
-
-// minMemoryMiB is below what any Linux guest boots with; a smaller spec is a typo.
-const minMemoryMiB = 16
-
-// vmNameRE keeps names usable as libvirt domain names and file names in the state
-// directory; no dots, so a name can never reach outside it or collide with a suffix.
-var vmNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
-// validateSpec rejects a spec that cannot be created, before anything is made.
-func validateSpec(spec hypervisor.Spec) error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-
-	if spec.Name == "" {
-		bad("no name")
-	} else if !vmNameRE.MatchString(spec.Name) {
-		bad("name %q: want letters, digits, '-' or '_', at most 64", spec.Name)
-	}
-	if spec.CPUs < 1 {
-		bad("cpus %d: want at least 1", spec.CPUs)
-	}
-	if spec.MemoryMiB < minMemoryMiB {
-		bad("memory %d MiB: want at least %d MiB", spec.MemoryMiB, minMemoryMiB)
-	}
-	if spec.Kernel == "" && spec.Disk == "" {
-		bad("no kernel and no disk: nothing to boot")
-	}
-	if spec.Kernel == "" && spec.Initrd != "" {
-		bad("initrd without a kernel")
-	}
-	if spec.Kernel == "" && spec.Cmdline != "" {
-		bad("cmdline without a kernel")
-	}
-	for _, f := range []struct{ what, path string }{
-		{"kernel", spec.Kernel}, {"initrd", spec.Initrd}, {"disk", spec.Disk},
-	} {
-		if f.path == "" {
-			continue
-		}
-		// libvirtd resolves relative paths against its own working directory.
-		if !filepath.IsAbs(f.path) {
-			bad("%s %q: want an absolute path", f.what, f.path)
-			continue
-		}
-		if fi, err := os.Stat(f.path); err != nil {
-			bad("%s: %w", f.what, err)
-		} else if !fi.Mode().IsRegular() {
-			bad("%s %q: not a regular file", f.what, f.path)
-		}
-	}
-	if spec.GuestPort < 1 || spec.GuestPort > 65535 {
-		bad("guest port %d: want 1-65535", spec.GuestPort)
-	}
-	switch spec.Network.Mode {
-	case hypervisor.NetworkUser:
-	case hypervisor.NetworkBridge:
-		if spec.Network.Bridge == "" {
-			bad("network mode %q without a bridge", spec.Network.Mode)
-		}
-	case hypervisor.NetworkLibvirt:
-		if spec.Network.Network == "" {
-			bad("network mode %q without a network name", spec.Network.Mode)
-		}
-	case "":
-		bad("no network mode")
-	default:
-		bad("network mode %q: want %s, %s or %s", spec.Network.Mode,
-			hypervisor.NetworkUser, hypervisor.NetworkBridge, hypervisor.NetworkLibvirt)
-	}
-	if spec.Meta.Service == "" {
-		bad("metadata has no service")
-	}
-	if spec.Meta.SpecHash == "" {
-		bad("metadata has no spec hash")
-	}
-	return errors.Join(errs...)
-}
 
 // domainParams is a validated spec plus what the driver decided for it.
 type domainParams struct {

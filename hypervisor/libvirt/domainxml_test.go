@@ -2,8 +2,6 @@ package libvirt
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,111 +9,10 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
 )
 
 // touch makes an empty file standing in for an image the driver only names.
-func touch(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// validSpec is a kernel-booted, user-networked spec with files that exist.
-func validSpec(t *testing.T, name string) hypervisor.Spec {
-	t.Helper()
-	dir := t.TempDir()
-	return hypervisor.Spec{
-		Name:      name,
-		CPUs:      1,
-		MemoryMiB: 128,
-		Kernel:    touch(t, dir, "vmlinuz"),
-		Initrd:    touch(t, dir, "initrd"),
-		Cmdline:   "console=ttyS0 drover.version=1.0",
-		Network:   hypervisor.Network{Mode: hypervisor.NetworkUser},
-		GuestPort: 8080,
-		Meta: hypervisor.Metadata{
-			Service:  "web",
-			SpecHash: "3f2a91c0aa",
-			Revision: "abc123",
-			Version:  "1.0",
-			Created:  time.Date(2025, 11, 25, 20, 0, 0, 0, time.UTC),
-		},
-	}
-}
-
-func TestValidateSpec(t *testing.T) {
-	dir := t.TempDir()
-	sub := filepath.Join(dir, "adir")
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name    string
-		mutate  func(*hypervisor.Spec)
-		wantErr string // substring; "" means valid
-	}{
-		{"valid", func(*hypervisor.Spec) {}, ""},
-		{"disk only", func(s *hypervisor.Spec) {
-			s.Kernel, s.Initrd, s.Cmdline = "", "", ""
-			s.Disk = touch(t, dir, "golden.img")
-		}, ""},
-		{"bridge", func(s *hypervisor.Spec) {
-			s.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0"}
-		}, ""},
-		{"network", func(s *hypervisor.Spec) {
-			s.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"}
-		}, ""},
-		{"no name", func(s *hypervisor.Spec) { s.Name = "" }, "no name"},
-		{"name with slash", func(s *hypervisor.Spec) { s.Name = "../etc" }, `name "../etc"`},
-		{"name with dot", func(s *hypervisor.Spec) { s.Name = "web.1" }, `name "web.1"`},
-		{"name too long", func(s *hypervisor.Spec) { s.Name = strings.Repeat("a", 65) }, "at most 64"},
-		{"zero cpus", func(s *hypervisor.Spec) { s.CPUs = 0 }, "cpus 0"},
-		{"negative cpus", func(s *hypervisor.Spec) { s.CPUs = -2 }, "cpus -2"},
-		{"tiny memory", func(s *hypervisor.Spec) { s.MemoryMiB = 1 }, "memory 1 MiB"},
-		{"nothing to boot", func(s *hypervisor.Spec) { s.Kernel, s.Initrd, s.Cmdline = "", "", "" }, "no kernel and no disk"},
-		{"initrd without kernel", func(s *hypervisor.Spec) { s.Kernel, s.Cmdline = "", ""; s.Disk = touch(t, dir, "d") }, "initrd without a kernel"},
-		{"cmdline without kernel", func(s *hypervisor.Spec) { s.Kernel, s.Initrd = "", ""; s.Disk = touch(t, dir, "d") }, "cmdline without a kernel"},
-		{"relative kernel", func(s *hypervisor.Spec) { s.Kernel = "vmlinuz" }, `kernel "vmlinuz": want an absolute path`},
-		{"missing initrd", func(s *hypervisor.Spec) { s.Initrd = filepath.Join(dir, "nope") }, "initrd: stat"},
-		{"disk is a directory", func(s *hypervisor.Spec) { s.Disk = sub }, "not a regular file"},
-		{"no guest port", func(s *hypervisor.Spec) { s.GuestPort = 0 }, "guest port 0"},
-		{"guest port too big", func(s *hypervisor.Spec) { s.GuestPort = 70000 }, "guest port 70000"},
-		{"no network mode", func(s *hypervisor.Spec) { s.Network.Mode = "" }, "no network mode"},
-		{"unknown network mode", func(s *hypervisor.Spec) { s.Network.Mode = "slirp" }, `network mode "slirp"`},
-		{"bridge without bridge", func(s *hypervisor.Spec) { s.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge} }, "without a bridge"},
-		{"network without name", func(s *hypervisor.Spec) { s.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt} }, "without a network name"},
-		{"no service", func(s *hypervisor.Spec) { s.Meta.Service = "" }, "no service"},
-		{"no spec hash", func(s *hypervisor.Spec) { s.Meta.SpecHash = "" }, "no spec hash"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			spec := validSpec(t, "web-3f2a91c0-a1")
-			tt.mutate(&spec)
-			err := validateSpec(spec)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("validateSpec: want no error, got %v", err)
-			case tt.wantErr != "" && err == nil:
-				t.Fatalf("validateSpec: want error containing %q, got nil", tt.wantErr)
-			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Fatalf("validateSpec: want error containing %q, got %v", tt.wantErr, err)
-			}
-		})
-	}
-}
-
-func TestValidateSpecReportsEveryProblem(t *testing.T) {
-	err := validateSpec(hypervisor.Spec{})
-	for _, want := range []string{"no name", "cpus 0", "memory 0", "no kernel and no disk", "guest port 0", "no network mode", "no service"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("validateSpec(empty): want error containing %q, got %v", want, err)
-		}
-	}
-}
-
 // parseDomain renders p and reads it back the way libvirt would.
 func parseDomain(t *testing.T, p domainParams) *libvirtxml.Domain {
 	t.Helper()
@@ -132,7 +29,7 @@ func parseDomain(t *testing.T, p domainParams) *libvirtxml.Domain {
 
 func TestDomainXMLBootModes(t *testing.T) {
 	dir := t.TempDir()
-	kernel, initrd, disk := touch(t, dir, "vmlinuz"), touch(t, dir, "initrd"), touch(t, dir, "golden.qcow2")
+	kernel, initrd, disk := hypervisortest.Touch(t, dir, "vmlinuz"), hypervisortest.Touch(t, dir, "initrd"), hypervisortest.Touch(t, dir, "golden.qcow2")
 	tests := []struct {
 		name                          string
 		kernel, initrd, cmdline, disk string
@@ -146,7 +43,7 @@ func TestDomainXMLBootModes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := validSpec(t, "web-1")
+			spec := hypervisortest.ValidSpec(t, "web-1")
 			spec.Kernel, spec.Initrd, spec.Cmdline, spec.Disk = tt.kernel, tt.initrd, tt.cmdline, tt.disk
 			spec.CPUs, spec.MemoryMiB = 2, 256
 			p := domainParams{spec: spec, virtType: tt.virtType, consoleLog: "/state/web-1.console.log", hostPort: 40000,
@@ -237,7 +134,7 @@ func TestDomainXMLNetworkModes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := validSpec(t, "web-1")
+			spec := hypervisortest.ValidSpec(t, "web-1")
 			spec.Network = tt.network
 			dom := parseDomain(t, domainParams{spec: spec, virtType: virtTCG, consoleLog: "/s/web-1.console.log", hostPort: 40123,
 				meta: vmMetadata{Service: "web", SpecHash: "h", Created: "2025-11-25T20:00:00Z", NetworkMode: tt.network.Mode, GuestPort: 8080}})
@@ -282,7 +179,7 @@ func TestDomainXMLNetworkModes(t *testing.T) {
 }
 
 func TestDomainXMLCarriesMetadata(t *testing.T) {
-	spec := validSpec(t, "web-1")
+	spec := hypervisortest.ValidSpec(t, "web-1")
 	want := vmMetadata{Service: "web", SpecHash: "3f2a", Revision: "abc", Version: "1.0 <beta> & co",
 		Created: "2025-11-25T20:00:00Z", NetworkMode: "user", HostPort: 40000, GuestPort: 8080,
 		Overlay: "/s/web-1.qcow2", ConsoleLog: "/s/web-1.console.log"}

@@ -8,6 +8,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
 )
 
 // driftParams renders what Create would define for spec, with its record.
@@ -34,11 +35,11 @@ func driftParams(spec hypervisor.Spec) domainParams {
 }
 
 func TestDefinitionDrift(t *testing.T) {
-	user := validSpec(t, "drift-user")
-	user.Disk = touch(t, t.TempDir(), "golden.raw")
-	bridge := validSpec(t, "drift-bridge")
+	user := hypervisortest.ValidSpec(t, "drift-user")
+	user.Disk = hypervisortest.Touch(t, t.TempDir(), "golden.raw")
+	bridge := hypervisortest.ValidSpec(t, "drift-bridge")
 	bridge.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0"}
-	network := validSpec(t, "drift-net")
+	network := hypervisortest.ValidSpec(t, "drift-net")
 	network.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"}
 
 	extraDisk := libvirtxml.DomainDisk{
@@ -206,9 +207,9 @@ func TestListReportsDrift(t *testing.T) {
 	d := newTestDriver(t)
 	ctx := t.Context()
 
-	spec := validSpec(t, "drift-edit")
+	spec := hypervisortest.ValidSpec(t, "drift-edit")
 	spec.CPUs = 2
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	if _, err := d.Create(ctx, spec); err != nil {
 		t.Fatalf("Create: %v", err)
 	}

@@ -51,11 +51,9 @@ type Driver struct {
 	conn   *libvirt.Connect
 	dead   []*libvirt.Connect // replaced connections, closed by Close
 
-	locks  nameLocks
+	locks  hypervisor.NameLocks
 	drifts driftCache
-
-	portMu   sync.Mutex
-	reserved map[int]bool // host ports handed to Creates still in flight
+	ports  hypervisor.HostPorts // host ports handed to Creates still in flight
 }
 
 // New connects to libvirt at cfg.URI and decides between KVM and TCG once.
@@ -93,8 +91,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 		pickPort: hypervisor.FreeLocalPort,
 		now:      time.Now,
 		conn:     conn,
-		locks:    nameLocks{m: map[string]*nameLock{}},
-		reserved: map[int]bool{},
 	}
 	d.virtType = chooseVirtType(conn, cfg.URI, d.log)
 	d.log.Info("connected to libvirt", "virt_type", d.virtType, "state_dir", dir)
@@ -154,7 +150,7 @@ func (d *Driver) connection() (*libvirt.Connect, error) {
 // Create defines a persistent domain for spec and starts it. On any failure it removes
 // everything it made (domain, overlay, console log) before returning.
 func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor.VM, err error) {
-	if verr := validateSpec(spec); verr != nil {
+	if verr := spec.Validate(hypervisor.NetworkUser, hypervisor.NetworkBridge, hypervisor.NetworkLibvirt); verr != nil {
 		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
 	}
 	defer func() {
@@ -162,7 +158,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			err = fmt.Errorf("create vm %s: %w", spec.Name, err)
 		}
 	}()
-	unlock := d.locks.lock(spec.Name)
+	unlock := d.locks.Lock(spec.Name)
 	defer unlock()
 	log := d.log.With("vm", spec.Name, "service", spec.Meta.Service)
 
@@ -184,12 +180,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		}
 	}()
 
-	created := spec.Meta.Created
-	if created.IsZero() {
-		created = d.now()
-	}
-	// Rounded as the metadata stores it, so Create and List report the same time.
-	created = created.UTC().Truncate(time.Second)
+	created := spec.CreatedAt(d.now)
 
 	p := domainParams{
 		spec:       spec,
@@ -222,26 +213,26 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	made.remove()
 
 	if spec.Disk != "" {
-		if p.backingFmt, err = probeImage(ctx, spec.Disk); err != nil {
+		if p.backingFmt, err = hypervisor.ProbeImage(ctx, qemuImg, spec.Disk); err != nil {
 			return hypervisor.VM{}, err
 		}
 		p.overlay = filepath.Join(d.dir, overlayName(spec.Name))
 		p.meta.Overlay = p.overlay
 		made.files = append(made.files, p.overlay)
-		if err := createOverlay(ctx, p.overlay, spec.Disk, p.backingFmt); err != nil {
+		if err := hypervisor.CreateOverlay(ctx, qemuImg, p.overlay, spec.Disk, p.backingFmt); err != nil {
 			return hypervisor.VM{}, err
 		}
 	}
 
 	user := spec.Network.Mode == hypervisor.NetworkUser
 	var ports []int
-	defer d.releasePorts(&ports)
+	defer func() { d.ports.Release(ports...) }()
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return hypervisor.VM{}, err
 		}
 		if user {
-			port, err := d.reservePort()
+			port, err := d.ports.Reserve(d.pickPort)
 			if err != nil {
 				return hypervisor.VM{}, err
 			}
@@ -263,7 +254,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		}
 		// QEMU reports a taken hostfwd port only as text; whether the port is
 		// bound now is the check that does not depend on its wording.
-		if !user || attempt >= maxPortAttempts || !portInUse(p.hostPort) {
+		if !user || attempt >= maxPortAttempts || !hypervisor.PortInUse(p.hostPort) {
 			return hypervisor.VM{}, fmt.Errorf("start domain: %w", serr)
 		}
 		log.Warn("host port was taken before the vm started; trying another", "host_port", p.hostPort, "attempt", attempt)
@@ -289,6 +280,10 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	log.Info("vm created", "virt_type", d.virtType, "host_port", p.hostPort)
 	return vm, nil
 }
+
+// qemuImg is the qemu-img Drover runs for overlays, from PATH: libvirt runs QEMU
+// itself, so the driver is given no binaries.
+const qemuImg = "qemu-img"
 
 // maxPortAttempts bounds the retries when the picked host port is taken between
 // picking and QEMU binding it.
@@ -421,7 +416,7 @@ func (d *Driver) Get(ctx context.Context, name string) (hypervisor.VM, error) {
 // Shutdown presses the VM's ACPI power button and waits up to timeout for it to
 // power off, then pulls the plug. The domain stays defined.
 func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
-	unlock := d.locks.lock(name)
+	unlock := d.locks.Lock(name)
 	defer unlock()
 	dom, _, err := d.lookupManaged(name)
 	if err != nil {
@@ -468,7 +463,7 @@ func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duratio
 // Destroy stops a managed VM if it runs, removes its overlay and console log, and
 // undefines it. A domain that is not Drover's is refused with hypervisor.ErrNotManaged.
 func (d *Driver) Destroy(ctx context.Context, name string) error {
-	unlock := d.locks.lock(name)
+	unlock := d.locks.Lock(name)
 	defer unlock()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("destroy vm %s: %w", name, err)

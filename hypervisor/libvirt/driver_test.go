@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
 )
 
 // The fast tests run against libvirt's in-process test driver: it keeps domains in
@@ -27,20 +27,9 @@ import (
 // its own VM names.
 const testURI = "test:///default"
 
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 func newTestDriver(t testing.TB) *Driver {
 	t.Helper()
-	d, err := New(context.Background(), Config{URI: testURI, StateDir: t.TempDir()}, testLogger(t))
+	d, err := New(context.Background(), Config{URI: testURI, StateDir: t.TempDir()}, hypervisortest.Logger(t))
 	if err != nil {
 		t.Fatalf("New(%s): %v", testURI, err)
 	}
@@ -50,15 +39,6 @@ func newTestDriver(t testing.TB) *Driver {
 		}
 	})
 	return d
-}
-
-// destroyAtEnd removes a VM the test made, whatever the test did with it.
-func destroyAtEnd(t testing.TB, d *Driver, name string) {
-	t.Cleanup(func() {
-		if err := d.Destroy(context.Background(), name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-			t.Errorf("cleanup: destroy %s: %v", name, err)
-		}
-	})
 }
 
 func findVM(vms []hypervisor.VM, name string) (hypervisor.VM, bool) {
@@ -71,11 +51,11 @@ func findVM(vms []hypervisor.VM, name string) (hypervisor.VM, bool) {
 }
 
 func TestNewBadURI(t *testing.T) {
-	_, err := New(t.Context(), Config{URI: "bogus:///nowhere", StateDir: t.TempDir()}, testLogger(t))
+	_, err := New(t.Context(), Config{URI: "bogus:///nowhere", StateDir: t.TempDir()}, hypervisortest.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "bogus:///nowhere") {
 		t.Fatalf("New(bogus uri): want an error naming the uri, got %v", err)
 	}
-	_, err = New(t.Context(), Config{URI: testURI}, testLogger(t))
+	_, err = New(t.Context(), Config{URI: testURI}, hypervisortest.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "state directory") {
 		t.Fatalf("New(no state dir): want an error about the state directory, got %v", err)
 	}
@@ -91,9 +71,9 @@ func TestNewUsesTCGOutsideQEMU(t *testing.T) {
 func TestCreateListGetRoundTrip(t *testing.T) {
 	d := newTestDriver(t)
 	ctx := t.Context()
-	spec := validSpec(t, "rt-web-1")
+	spec := hypervisortest.ValidSpec(t, "rt-web-1")
 	spec.Meta.Created = time.Date(2025, 11, 25, 20, 1, 2, 345, time.FixedZone("CET", 3600))
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 
 	vm, err := d.Create(ctx, spec)
 	if err != nil {
@@ -132,10 +112,10 @@ func TestCreateListGetRoundTrip(t *testing.T) {
 func TestCreateSameNameTwice(t *testing.T) {
 	d := newTestDriver(t)
 	ctx := t.Context()
-	golden := makeGolden(t, "qcow2")
-	spec := validSpec(t, "twice-1")
+	golden := hypervisortest.MakeGolden(t, "qcow2")
+	spec := hypervisortest.ValidSpec(t, "twice-1")
 	spec.Disk = golden
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	if _, err := d.Create(ctx, spec); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -248,19 +228,6 @@ func TestForeignAndBrokenMetadataAreLeftAlone(t *testing.T) {
 	}
 }
 
-// makeGolden makes a small golden disk of the given format.
-func makeGolden(t testing.TB, format string) string {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img not installed")
-	}
-	p := filepath.Join(t.TempDir(), "golden."+format)
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", format, p, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img create %s: %v: %s", p, err, out)
-	}
-	return p
-}
-
 func imageInfoOf(t *testing.T, p string) (format, backing, backingFmt string) {
 	t.Helper()
 	// -U: a running QEMU holds the image's lock.
@@ -284,11 +251,11 @@ func TestCreateDiskOverlayAndDestroy(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			d := newTestDriver(t)
 			ctx := t.Context()
-			golden := makeGolden(t, format)
-			spec := validSpec(t, "disk-"+format)
+			golden := hypervisortest.MakeGolden(t, format)
+			spec := hypervisortest.ValidSpec(t, "disk-"+format)
 			spec.Kernel, spec.Initrd, spec.Cmdline = "", "", ""
 			spec.Disk = golden
-			destroyAtEnd(t, d, spec.Name)
+			hypervisortest.DestroyAtEnd(t, d, spec.Name)
 			if _, err := d.Create(ctx, spec); err != nil {
 				t.Fatalf("Create: %v", err)
 			}
@@ -328,12 +295,12 @@ func TestCreateDiskOverlayAndDestroy(t *testing.T) {
 
 func TestCreateRefusesGoldenWithBackingFile(t *testing.T) {
 	d := newTestDriver(t)
-	base := makeGolden(t, "qcow2")
+	base := hypervisortest.MakeGolden(t, "qcow2")
 	golden := filepath.Join(t.TempDir(), "chained.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, golden).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img create: %v: %s", err, out)
 	}
-	spec := validSpec(t, "chained-1")
+	spec := hypervisortest.ValidSpec(t, "chained-1")
 	spec.Disk = golden
 	_, err := d.Create(t.Context(), spec)
 	if err == nil || !strings.Contains(err.Error(), "self-contained") || !strings.Contains(err.Error(), spec.Name) {
@@ -361,8 +328,8 @@ func assertNothingLeft(t *testing.T, d *Driver, name string) {
 
 func TestCreateCleansUpOnFailure(t *testing.T) {
 	d := newTestDriver(t)
-	spec := validSpec(t, "fail-1")
-	spec.Disk = makeGolden(t, "raw")
+	spec := hypervisortest.ValidSpec(t, "fail-1")
+	spec.Disk = hypervisortest.MakeGolden(t, "raw")
 	// The overlay exists by the time a host port is picked; make picking fail.
 	d.pickPort = func() (int, error) { return 0, errors.New("no ports today") }
 	_, err := d.Create(t.Context(), spec)
@@ -376,7 +343,7 @@ func TestCreateCanceled(t *testing.T) {
 	d := newTestDriver(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	spec := validSpec(t, "canceled-1")
+	spec := hypervisortest.ValidSpec(t, "canceled-1")
 	_, err := d.Create(ctx, spec)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Create(canceled ctx): want context.Canceled, got %v", err)
@@ -387,8 +354,8 @@ func TestCreateCanceled(t *testing.T) {
 func TestShutdownKeepsDomain(t *testing.T) {
 	d := newTestDriver(t)
 	ctx := t.Context()
-	spec := validSpec(t, "shut-1")
-	destroyAtEnd(t, d, spec.Name)
+	spec := hypervisortest.ValidSpec(t, "shut-1")
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	if _, err := d.Create(ctx, spec); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -419,10 +386,10 @@ func TestBridgeAndNetworkEndpoints(t *testing.T) {
 		{Mode: hypervisor.NetworkLibvirt, Network: "default"},
 	} {
 		t.Run(nw.Mode, func(t *testing.T) {
-			spec := validSpec(t, "ep-"+nw.Mode)
+			spec := hypervisortest.ValidSpec(t, "ep-"+nw.Mode)
 			spec.Network = nw
 			spec.GuestPort = 9000
-			destroyAtEnd(t, d, spec.Name)
+			hypervisortest.DestroyAtEnd(t, d, spec.Name)
 			vm, err := d.Create(ctx, spec)
 			if err != nil {
 				t.Fatalf("Create: %v", err)
@@ -453,7 +420,7 @@ func TestConcurrentCreateDestroy(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("conc-%d", i)
-			spec := validSpec(t, name)
+			spec := hypervisortest.ValidSpec(t, name)
 			if _, err := d.Create(ctx, spec); err != nil {
 				errs[i] = err
 				return
@@ -476,34 +443,6 @@ func TestConcurrentCreateDestroy(t *testing.T) {
 		if strings.HasPrefix(vm.Name, "conc-") {
 			t.Errorf("after concurrent create/destroy: %s left", vm.Name)
 		}
-	}
-}
-
-func TestReservePortSkipsPortsInFlight(t *testing.T) {
-	d := &Driver{reserved: map[int]bool{}}
-	picks := []int{41000, 41000, 41001}
-	d.pickPort = func() (int, error) {
-		p := picks[0]
-		picks = picks[1:]
-		return p, nil
-	}
-	first, err := d.reservePort()
-	if err != nil || first != 41000 {
-		t.Fatalf("first reservePort: want 41000, got %d, %v", first, err)
-	}
-	second, err := d.reservePort()
-	if err != nil || second != 41001 {
-		t.Fatalf("second reservePort: want 41001 (41000 is in flight), got %d, %v", second, err)
-	}
-	d.releasePorts(&[]int{first, second})
-	if len(d.reserved) != 0 {
-		t.Fatalf("after release: want nothing reserved, got %v", d.reserved)
-	}
-
-	d.pickPort = func() (int, error) { return 41002, nil }
-	d.reserved[41002] = true
-	if _, err := d.reservePort(); err == nil {
-		t.Fatal("reservePort when every pick is in flight: want an error, got nil")
 	}
 }
 
@@ -576,7 +515,7 @@ func BenchmarkList(b *testing.B) {
 		if _, err := d.Create(ctx, spec); err != nil {
 			b.Fatal(err)
 		}
-		destroyAtEnd(b, d, spec.Name)
+		hypervisortest.DestroyAtEnd(b, d, spec.Name)
 	}
 	b.ResetTimer()
 	for b.Loop() {

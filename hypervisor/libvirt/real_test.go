@@ -2,7 +2,6 @@ package libvirt
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
 	"github.com/drover-dev/drover/testenv"
 )
 
@@ -29,7 +29,7 @@ import (
 func realDriver(t *testing.T) *Driver {
 	t.Helper()
 	uri := testenv.Libvirt(t)
-	d, err := New(t.Context(), Config{URI: uri, StateDir: reachableTempDir(t)}, testLogger(t))
+	d, err := New(t.Context(), Config{URI: uri, StateDir: reachableTempDir(t)}, hypervisortest.Logger(t))
 	if err != nil {
 		t.Fatalf("New(%s): %v", uri, err)
 	}
@@ -118,7 +118,7 @@ func TestRealTwoGuestsInParallel(t *testing.T) {
 	errs := make([]error, len(specs))
 	var wg sync.WaitGroup
 	for i, spec := range specs {
-		destroyAtEnd(t, d, spec.Name)
+		hypervisortest.DestroyAtEnd(t, d, spec.Name)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -188,7 +188,7 @@ func TestRealShutdownForcesGuestIgnoringACPI(t *testing.T) {
 	// Without an initrd the kernel panics looking for a root file system and
 	// then ignores everything, the power button included.
 	spec.Initrd, spec.Cmdline = "", "console=ttyS0 panic=0"
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	if _, err := d.Create(ctx, spec); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -208,20 +208,6 @@ func TestRealShutdownForcesGuestIgnoringACPI(t *testing.T) {
 	}
 }
 
-func fileSHA256(t *testing.T, p string) string {
-	t.Helper()
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}
-
 func TestRealKernelAndDisk(t *testing.T) {
 	d := realDriver(t)
 	imgs := testenv.Images(t)
@@ -233,11 +219,11 @@ func TestRealKernelAndDisk(t *testing.T) {
 	if err := os.Chmod(golden, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	goldenSum := fileSHA256(t, golden)
+	goldenSum := hypervisortest.SHA256File(t, golden)
 
 	spec := guestSpec(imgs, "real-disk", "3.0.0")
 	spec.Disk = golden
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	vm, err := d.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -255,7 +241,7 @@ func TestRealKernelAndDisk(t *testing.T) {
 	if _, err := os.Stat(overlay); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("overlay after Destroy: want gone, got %v", err)
 	}
-	if got := fileSHA256(t, golden); got != goldenSum {
+	if got := hypervisortest.SHA256File(t, golden); got != goldenSum {
 		t.Errorf("golden image changed: sha256 %s before, %s after", goldenSum, got)
 	}
 }
@@ -282,7 +268,7 @@ func TestRealTakenPortIsRetried(t *testing.T) {
 	}
 
 	spec := guestSpec(imgs, "real-port", "4.0.0")
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	vm, err := d.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("Create with the first port taken: %v", err)
@@ -311,7 +297,7 @@ func TestRealStartFailureCleansUp(t *testing.T) {
 		Network: hypervisor.Network{Mode: hypervisor.NetworkUser}, GuestPort: 8080,
 		Meta: hypervisor.Metadata{Service: "web", SpecHash: "bad"},
 	}
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	_, err := d.Create(context.Background(), spec)
 	if err == nil || !strings.Contains(err.Error(), spec.Name) || !strings.Contains(err.Error(), "start domain") {
 		t.Fatalf("Create with a bogus kernel: want a start error naming the vm, got %v", err)

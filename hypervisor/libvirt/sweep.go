@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"libvirt.org/go/libvirt"
+
+	"github.com/drover-dev/drover/hypervisor"
 )
 
 // sweepMinAge is how old a leftover must be before Sweep removes it. Another Drover
@@ -49,7 +51,7 @@ func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return removed, fmt.Errorf("sweep %s: %w", d.dir, err)
 		}
-		unlock, ok := d.locks.tryLock(name)
+		unlock, ok := d.locks.TryLock(name)
 		if !ok {
 			continue
 		}
@@ -127,7 +129,7 @@ func leftoverOf(file string) (string, bool) {
 		}
 	}
 	// Names never hold a dot, so "a.qcow2.console.log" is nobody's.
-	return name, vmNameRE.MatchString(name)
+	return name, hypervisor.ValidName(name)
 }
 
 // isRotation matches ".N", the suffix virtlogd gives rotated logs.

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
 )
 
 func TestLeftoverOf(t *testing.T) {
@@ -45,7 +48,7 @@ func TestSweep(t *testing.T) {
 	}
 	d := newTestDriver(t)
 	ctx := t.Context()
-	golden := makeGolden(t, "qcow2")
+	golden := hypervisortest.MakeGolden(t, "qcow2")
 	old := time.Now().Add(-2 * sweepMinAge)
 
 	file := func(name string, age time.Time) string {
@@ -62,7 +65,7 @@ func TestSweep(t *testing.T) {
 	overlay := func(vm string, age time.Time) string {
 		t.Helper()
 		p := filepath.Join(d.dir, overlayName(vm))
-		if err := createOverlay(ctx, p, golden, "qcow2"); err != nil {
+		if err := hypervisor.CreateOverlay(ctx, qemuImg, p, golden, "qcow2"); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chtimes(p, age, age); err != nil {
@@ -81,10 +84,10 @@ func TestSweep(t *testing.T) {
 	young := overlay("sweep-young", time.Now())
 	// A Create of this driver in flight on this name.
 	inFlight := overlay("sweep-inflight", old)
-	unlock := d.locks.lock("sweep-inflight")
+	unlock := d.locks.Lock("sweep-inflight")
 	// A domain that exists (Drover's), and one that is not Drover's: their files stay.
-	spec := validSpec(t, "sweep-live")
-	destroyAtEnd(t, d, spec.Name)
+	spec := hypervisortest.ValidSpec(t, "sweep-live")
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 	if _, err := d.Create(ctx, spec); err != nil {
 		t.Fatal(err)
 	}

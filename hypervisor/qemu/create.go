@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,79 +16,12 @@ import (
 	"github.com/drover-dev/drover/hypervisor"
 )
 
-// vmNameRE keeps names usable as directory names in the state directory: no dots, so a
-// name never reaches outside it or collides with a Create's temporary directory.
-var vmNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
-// minMemoryMiB is below what any Linux guest boots with; a smaller spec is a typo.
-const minMemoryMiB = 16
-
 // maxSocketPath is the longest path a unix socket can be bound at (sun_path less its NUL).
 const maxSocketPath = 107
 
 // maxPortAttempts bounds the retries when the picked host port is taken between
 // picking and QEMU binding it.
 const maxPortAttempts = 5
-
-// validateSpec rejects a spec that cannot be created, before anything is made.
-func validateSpec(spec hypervisor.Spec) error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-
-	if spec.Name == "" {
-		bad("no name")
-	} else if !vmNameRE.MatchString(spec.Name) {
-		bad("name %q: want letters, digits, '-' or '_', at most 64", spec.Name)
-	}
-	if spec.CPUs < 1 {
-		bad("cpus %d: want at least 1", spec.CPUs)
-	}
-	if spec.MemoryMiB < minMemoryMiB {
-		bad("memory %d MiB: want at least %d MiB", spec.MemoryMiB, minMemoryMiB)
-	}
-	if spec.Kernel == "" && spec.Disk == "" {
-		bad("no kernel and no disk: nothing to boot")
-	}
-	if spec.Kernel == "" && spec.Initrd != "" {
-		bad("initrd without a kernel")
-	}
-	if spec.Kernel == "" && spec.Cmdline != "" {
-		bad("cmdline without a kernel")
-	}
-	for _, f := range []struct{ what, path string }{
-		{"kernel", spec.Kernel}, {"initrd", spec.Initrd}, {"disk", spec.Disk},
-	} {
-		if f.path == "" {
-			continue
-		}
-		// The daemonized QEMU runs from /, and the overlay records the backing
-		// path as given.
-		if !filepath.IsAbs(f.path) {
-			bad("%s %q: want an absolute path", f.what, f.path)
-			continue
-		}
-		if fi, err := os.Stat(f.path); err != nil {
-			bad("%s: %w", f.what, err)
-		} else if !fi.Mode().IsRegular() {
-			bad("%s %q: not a regular file", f.what, f.path)
-		}
-	}
-	if spec.GuestPort < 1 || spec.GuestPort > 65535 {
-		bad("guest port %d: want 1-65535", spec.GuestPort)
-	}
-	if spec.Network.Mode == "" {
-		bad("no network mode")
-	} else if spec.Network.Mode != hypervisor.NetworkUser {
-		bad("network mode %q: want %s", spec.Network.Mode, hypervisor.NetworkUser)
-	}
-	if spec.Meta.Service == "" {
-		bad("metadata has no service")
-	}
-	if spec.Meta.SpecHash == "" {
-		bad("metadata has no spec hash")
-	}
-	return errors.Join(errs...)
-}
 
 // Create starts a VM for spec. Its entry (with metadata.json) exists before QEMU starts,
 // so a Drover killed at any point leaves either nothing or an entry a restarted
@@ -100,7 +32,8 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	case hypervisor.NetworkBridge, hypervisor.NetworkLibvirt:
 		return hypervisor.VM{}, fmt.Errorf("create vm %s: network mode %q: %w", spec.Name, spec.Network.Mode, ErrUnsupportedNetwork)
 	}
-	if verr := validateSpec(spec); verr != nil {
+	// Bridge and libvirt networks were turned away above with their own error.
+	if verr := spec.Validate(hypervisor.NetworkUser); verr != nil {
 		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
 	}
 	defer func() {
@@ -108,7 +41,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			err = fmt.Errorf("create vm %s: %w", spec.Name, err)
 		}
 	}()
-	unlock := d.locks.lock(spec.Name)
+	unlock := d.locks.Lock(spec.Name)
 	defer unlock()
 	d.setCreating(spec.Name, true)
 	defer d.setCreating(spec.Name, false)
@@ -128,19 +61,14 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}
 
 	var ports []int
-	defer func() { d.releasePorts(ports) }()
-	port, err := d.reservePort()
+	defer func() { d.ports.Release(ports...) }()
+	port, err := d.ports.Reserve(d.pickPort)
 	if err != nil {
 		return hypervisor.VM{}, err
 	}
 	ports = append(ports, port)
 
-	created := spec.Meta.Created
-	if created.IsZero() {
-		created = d.now()
-	}
-	// Rounded as the libvirt driver stores it, so both report the same time.
-	created = created.UTC().Truncate(time.Second)
+	created := spec.CreatedAt(d.now)
 	rec := record{
 		Format:      recordFormat,
 		Name:        spec.Name,
@@ -186,11 +114,11 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}()
 
 	if spec.Disk != "" {
-		backingFmt, err := d.probeImage(ctx, spec.Disk)
+		backingFmt, err := hypervisor.ProbeImage(ctx, d.qemuImg, spec.Disk)
 		if err != nil {
 			return hypervisor.VM{}, err
 		}
-		if err := d.createOverlay(ctx, p.overlay, spec.Disk, backingFmt); err != nil {
+		if err := hypervisor.CreateOverlay(ctx, d.qemuImg, p.overlay, spec.Disk, backingFmt); err != nil {
 			return hypervisor.VM{}, err
 		}
 	}
@@ -208,7 +136,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		}
 		// QEMU says "Could not set up host forwarding rule"; whether the port is
 		// bound now is the check that does not depend on its wording.
-		taken := strings.Contains(stderr, "host forwarding") || portInUse(rec.HostPort)
+		taken := strings.Contains(stderr, "host forwarding") || hypervisor.PortInUse(rec.HostPort)
 		if !taken || attempt >= maxPortAttempts {
 			return hypervisor.VM{}, err
 		}
@@ -216,7 +144,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		if err := killProcess(ctx, p); err != nil {
 			return hypervisor.VM{}, err
 		}
-		if rec.HostPort, err = d.reservePort(); err != nil {
+		if rec.HostPort, err = d.ports.Reserve(d.pickPort); err != nil {
 			return hypervisor.VM{}, err
 		}
 		ports = append(ports, rec.HostPort)

@@ -63,10 +63,10 @@ type Driver struct {
 	pickPort func() (int, error)
 	now      func() time.Time
 
-	locks nameLocks
+	locks hypervisor.NameLocks
+	ports hypervisor.HostPorts // host ports handed to Creates in flight
 
 	mu       sync.Mutex
-	reserved map[int]bool      // host ports handed to Creates in flight
 	creating map[string]bool   // names whose Create is in flight
 	problems map[string]string // entry path → what is wrong with it, from the last scan
 }
@@ -119,8 +119,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 		log:      log.With("driver", "qemu"),
 		pickPort: hypervisor.FreeLocalPort,
 		now:      time.Now,
-		locks:    nameLocks{m: map[string]*nameLock{}},
-		reserved: map[int]bool{},
 		creating: map[string]bool{},
 		problems: map[string]string{},
 	}
@@ -255,7 +253,7 @@ func (d *Driver) Get(ctx context.Context, name string) (hypervisor.VM, error) {
 
 // lookup reads the entry of a VM Drover may act on.
 func (d *Driver) lookup(name string) (record, error) {
-	if !vmNameRE.MatchString(name) {
+	if !hypervisor.ValidName(name) {
 		// Not a name Create accepts, so no entry of Drover's can have it; this
 		// also keeps names like ".." from reaching outside the state directory.
 		return record{}, hypervisor.ErrNotFound
@@ -304,7 +302,7 @@ func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
 // Shutdown presses the VM's ACPI power button and waits up to timeout for the guest to
 // power off, then quits QEMU, killing it if it does not go. The VM's entry stays.
 func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
-	unlock := d.locks.lock(name)
+	unlock := d.locks.Lock(name)
 	defer unlock()
 	rec, err := d.lookup(name)
 	if err != nil {
@@ -357,7 +355,7 @@ wait:
 // overlay, socket, pid file, console log, metadata. An entry Drover cannot read is
 // refused with hypervisor.ErrNotManaged.
 func (d *Driver) Destroy(ctx context.Context, name string) error {
-	unlock := d.locks.lock(name)
+	unlock := d.locks.Lock(name)
 	defer unlock()
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("destroy vm %s: %w", name, err)

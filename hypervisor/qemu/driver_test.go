@@ -24,17 +24,6 @@ import (
 	"github.com/drover-dev/drover/testenv"
 )
 
-type tbWriter struct{ t testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // requireQEMU stops a test that needs the real binaries when they are missing.
 func requireQEMU(t testing.TB) {
 	t.Helper()
@@ -48,7 +37,7 @@ func requireQEMU(t testing.TB) {
 func newTestDriver(t testing.TB, stateDir string) *Driver {
 	t.Helper()
 	requireQEMU(t)
-	d, err := New(t.Context(), Config{StateDir: stateDir}, testLogger(t))
+	d, err := New(t.Context(), Config{StateDir: stateDir}, hypervisortest.Logger(t))
 	if err != nil {
 		t.Fatalf("New(%s): %v", stateDir, err)
 	}
@@ -58,16 +47,6 @@ func newTestDriver(t testing.TB, stateDir string) *Driver {
 		}
 	})
 	return d
-}
-
-func destroyAtEnd(t testing.TB, d *Driver, name string) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := d.Destroy(ctx, name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-			t.Errorf("cleanup: destroy %s: %v", name, err)
-		}
-	})
 }
 
 // traces is everything of a VM outside the driver's API: files of its entry (or of a
@@ -93,19 +72,6 @@ func traces(d *Driver, name string) []string {
 	return out
 }
 
-func killOutOfBand(t *testing.T, name string) {
-	t.Helper()
-	pids := hypervisortest.QEMUProcesses(name)
-	if len(pids) == 0 {
-		t.Fatalf("kill %s out of band: no qemu process runs it", name)
-	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill %s (pid %d): %v", name, pid, err)
-		}
-	}
-}
-
 // restartWithMoreMemory is an operator restarting a VM's QEMU by hand with twice the
 // memory: the same command line otherwise, so the driver still finds and manages it.
 func restartWithMoreMemory(t *testing.T, name string) {
@@ -128,7 +94,7 @@ func restartWithMoreMemory(t *testing.T, name string) {
 		t.Fatalf("restart %s: -m %s: %v", name, args[i+1], err)
 	}
 	args[i+1] = strconv.Itoa(2*mib) + "M"
-	killOutOfBand(t, name)
+	hypervisortest.KillQEMU(t, name)
 	// Its pid file and socket are free once it is gone.
 	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
@@ -181,7 +147,7 @@ func TestConformance(t *testing.T) {
 						t.Fatal(err)
 					}
 				},
-				KillOutOfBand: killOutOfBand,
+				KillOutOfBand: hypervisortest.KillQEMU,
 				EditOutOfBand: restartWithMoreMemory,
 			}
 		},
@@ -198,12 +164,12 @@ func TestNewErrors(t *testing.T) {
 		log  *slog.Logger
 		want []string // substrings of the error
 	}{
-		{"missing qemu", Config{StateDir: t.TempDir(), QEMU: "/nonexistent/qemu-system-x86_64"}, testLogger(t),
+		{"missing qemu", Config{StateDir: t.TempDir(), QEMU: "/nonexistent/qemu-system-x86_64"}, hypervisortest.Logger(t),
 			[]string{"/nonexistent/qemu-system-x86_64", "install the Debian package qemu-system-x86"}},
-		{"missing qemu-img", Config{StateDir: t.TempDir(), QEMUImg: "/nonexistent/qemu-img"}, testLogger(t),
+		{"missing qemu-img", Config{StateDir: t.TempDir(), QEMUImg: "/nonexistent/qemu-img"}, hypervisortest.Logger(t),
 			[]string{"/nonexistent/qemu-img", "install the Debian package qemu-utils"}},
-		{"bad accel", Config{StateDir: t.TempDir(), Accel: "hvf"}, testLogger(t), []string{`accel "hvf"`}},
-		{"no state dir", Config{}, testLogger(t), []string{"no state directory"}},
+		{"bad accel", Config{StateDir: t.TempDir(), Accel: "hvf"}, hypervisortest.Logger(t), []string{`accel "hvf"`}},
+		{"no state dir", Config{}, hypervisortest.Logger(t), []string{"no state directory"}},
 		{"no logger", Config{StateDir: t.TempDir()}, nil, []string{"no logger"}},
 	}
 	for _, tt := range tests {
@@ -225,67 +191,32 @@ func TestNewErrors(t *testing.T) {
 // package to install.
 func TestNewMissingFromPath(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	_, err := New(t.Context(), Config{StateDir: t.TempDir()}, testLogger(t))
+	_, err := New(t.Context(), Config{StateDir: t.TempDir()}, hypervisortest.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "qemu-system-x86_64 not found (install the Debian package qemu-system-x86)") {
 		t.Fatalf("New with an empty PATH: want the missing qemu-system-x86_64 named with its package, got %v", err)
 	}
 }
 
-// validSpec is a kernel-booted spec whose files exist but boot nothing.
-func validSpec(t testing.TB, name string) hypervisor.Spec {
-	dir := t.TempDir()
-	touch := func(n string) string {
-		p := filepath.Join(dir, n)
-		if err := os.WriteFile(p, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	return hypervisor.Spec{
-		Name: name, CPUs: 1, MemoryMiB: 128,
-		Kernel: touch("vmlinuz"), Initrd: touch("initrd"), Cmdline: "console=ttyS0",
-		Network:   hypervisor.Network{Mode: hypervisor.NetworkUser},
-		GuestPort: 8080,
-		Meta: hypervisor.Metadata{Service: "web", SpecHash: "3f2a91c0aa", Revision: "abc", Version: "1.0",
-			Created: time.Date(2025, 11, 25, 20, 0, 0, 0, time.UTC)},
-	}
-}
-
-func TestValidateSpec(t *testing.T) {
-	dir := t.TempDir()
+// A spec the shared validation rejects is ErrInvalidSpec, named after the vm, and the
+// only network mode the qemu driver accepts is user.
+func TestCreateRejectsInvalidSpec(t *testing.T) {
 	tests := []struct {
 		name    string
 		mutate  func(*hypervisor.Spec)
-		wantErr string // substring; "" means valid
+		wantErr string
 	}{
-		{"valid", func(*hypervisor.Spec) {}, ""},
-		{"disk only", func(s *hypervisor.Spec) { s.Disk, s.Kernel, s.Initrd, s.Cmdline = s.Kernel, "", "", "" }, ""},
-		{"no name", func(s *hypervisor.Spec) { s.Name = "" }, "no name"},
-		{"dotted name", func(s *hypervisor.Spec) { s.Name = "../etc" }, `name "../etc"`},
-		{"long name", func(s *hypervisor.Spec) { s.Name = strings.Repeat("a", 65) }, "at most 64"},
 		{"zero cpus", func(s *hypervisor.Spec) { s.CPUs = 0 }, "cpus 0"},
-		{"tiny memory", func(s *hypervisor.Spec) { s.MemoryMiB = 8 }, "memory 8 MiB"},
-		{"nothing to boot", func(s *hypervisor.Spec) { s.Kernel, s.Initrd, s.Cmdline = "", "", "" }, "nothing to boot"},
-		{"initrd alone", func(s *hypervisor.Spec) { s.Disk, s.Kernel, s.Cmdline = s.Kernel, "", "" }, "initrd without a kernel"},
-		{"relative kernel", func(s *hypervisor.Spec) { s.Kernel = "vmlinuz" }, "want an absolute path"},
-		{"missing kernel", func(s *hypervisor.Spec) { s.Kernel = filepath.Join(dir, "nope") }, "no such file"},
-		{"kernel is a dir", func(s *hypervisor.Spec) { s.Kernel = dir }, "not a regular file"},
-		{"guest port", func(s *hypervisor.Spec) { s.GuestPort = 70000 }, "guest port 70000"},
 		{"no network", func(s *hypervisor.Spec) { s.Network.Mode = "" }, "no network mode"},
-		{"odd network", func(s *hypervisor.Spec) { s.Network.Mode = "tap" }, `network mode "tap"`},
-		{"no service", func(s *hypervisor.Spec) { s.Meta.Service = "" }, "no service"},
-		{"no spec hash", func(s *hypervisor.Spec) { s.Meta.SpecHash = "" }, "no spec hash"},
+		{"odd network", func(s *hypervisor.Spec) { s.Network.Mode = "tap" }, `network mode "tap": want user`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec := validSpec(t, "vm-1")
+			spec := hypervisortest.ValidSpec(t, "vm-1")
 			tt.mutate(&spec)
-			err := validateSpec(spec)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("validateSpec: want valid, got %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("validateSpec: want error containing %q, got %v", tt.wantErr, err)
+			_, err := (&Driver{}).Create(t.Context(), spec)
+			if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), `create vm "vm-1"`) ||
+				!strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Create: want ErrInvalidSpec naming vm-1 and saying %q, got %v", tt.wantErr, err)
 			}
 		})
 	}
@@ -298,7 +229,7 @@ func TestUnsupportedNetworkModes(t *testing.T) {
 		{Mode: hypervisor.NetworkLibvirt, Network: "default"},
 	} {
 		t.Run(nw.Mode, func(t *testing.T) {
-			spec := validSpec(t, "net-"+nw.Mode)
+			spec := hypervisortest.ValidSpec(t, "net-"+nw.Mode)
 			spec.Network = nw
 			_, err := d.Create(t.Context(), spec)
 			if !errors.Is(err, ErrUnsupportedNetwork) || !strings.Contains(err.Error(), "not supported by the qemu driver") {
@@ -328,11 +259,11 @@ func TestCreateFailureCleansUp(t *testing.T) {
 	if err != nil {
 		t.Skip("no false binary")
 	}
-	d, err := New(t.Context(), Config{StateDir: t.TempDir(), QEMU: falseBin}, testLogger(t))
+	d, err := New(t.Context(), Config{StateDir: t.TempDir(), QEMU: falseBin}, hypervisortest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := validSpec(t, "fails-1")
+	spec := hypervisortest.ValidSpec(t, "fails-1")
 	_, err = d.Create(t.Context(), spec)
 	if err == nil || !strings.Contains(err.Error(), "start qemu") || !strings.Contains(err.Error(), spec.Name) {
 		t.Fatalf("Create with a failing qemu: want a start error naming the vm, got %v", err)
@@ -352,7 +283,7 @@ func TestCreateRefusesChainedGolden(t *testing.T) {
 			t.Fatalf("qemu-img %v: %v: %s", args, err, out)
 		}
 	}
-	spec := validSpec(t, "chained-1")
+	spec := hypervisortest.ValidSpec(t, "chained-1")
 	spec.Disk = golden
 	_, err := d.Create(t.Context(), spec)
 	if err == nil || !strings.Contains(err.Error(), "self-contained") {
@@ -364,7 +295,7 @@ func TestCreateRefusesChainedGolden(t *testing.T) {
 // realSpec boots the test guest.
 func realSpec(t testing.TB, name, version string) hypervisor.Spec {
 	imgs := guestImages(t)
-	spec := validSpec(t, name)
+	spec := hypervisortest.ValidSpec(t, name)
 	spec.Kernel, spec.Initrd, spec.Cmdline = imgs.Kernel, imgs.Initrd, imgs.Cmdline(version)
 	spec.GuestPort = imgs.GuestPort
 	spec.Meta.Version = version
@@ -395,7 +326,7 @@ func TestPortTakenBeforeStart(t *testing.T) {
 			return hypervisor.FreeLocalPort()
 		}
 		spec := realSpec(t, "port-retry", "1.0")
-		destroyAtEnd(t, d, spec.Name)
+		hypervisortest.DestroyAtEnd(t, d, spec.Name)
 		vm, err := d.Create(t.Context(), spec)
 		if err != nil {
 			t.Fatalf("Create with the first port taken: want a retry on another, got %v", err)
@@ -420,7 +351,7 @@ func TestPortTakenBeforeStart(t *testing.T) {
 			return p, nil
 		}
 		spec := realSpec(t, "port-giveup", "1.0")
-		destroyAtEnd(t, d, spec.Name)
+		hypervisortest.DestroyAtEnd(t, d, spec.Name)
 		_, err := d.Create(t.Context(), spec)
 		if err == nil || !strings.Contains(err.Error(), "host forwarding") {
 			t.Fatalf("Create with every port taken: want QEMU's host forwarding error, got %v", err)
@@ -526,7 +457,7 @@ func TestCorruptAndForeignEntriesReportedAndUntouched(t *testing.T) {
 		if i < 0 || !strings.Contains(problems[i].Err, b.want) {
 			t.Errorf("Problems: want %s reported with %q, got %+v", b.name, b.want, problems)
 		}
-		if vmNameRE.MatchString(b.name) {
+		if hypervisor.ValidName(b.name) {
 			if err := d.Destroy(ctx, b.name); !errors.Is(err, hypervisor.ErrNotManaged) {
 				t.Errorf("Destroy(%s): want ErrNotManaged, got %v", b.name, err)
 			}
@@ -555,7 +486,7 @@ func TestRestartedDriverManagesVMs(t *testing.T) {
 	d1 := newTestDriver(t, stateDir)
 	ctx := t.Context()
 	spec := realSpec(t, "restart-1", "r-1")
-	destroyAtEnd(t, d1, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d1, spec.Name)
 	vm, err := d1.Create(ctx, spec)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -633,7 +564,7 @@ func TestVMOutlivesDriverProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := newTestDriver(t, stateDir)
-	destroyAtEnd(t, d, spec.Name)
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
 
 	cmd := exec.CommandContext(t.Context(), os.Args[0])
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(req))
@@ -726,7 +657,7 @@ func TestMapStatus(t *testing.T) {
 
 func TestArgs(t *testing.T) {
 	d := &Driver{root: "/var/lib/dro,ver/qemu", accel: AccelTCG}
-	spec := validSpec(t, "web-3f2a91c0-x1")
+	spec := hypervisortest.ValidSpec(t, "web-3f2a91c0-x1")
 	spec.Disk = "/srv/golden.qcow2"
 	args := d.args(d.paths(spec.Name), spec, 41234)
 	joined := strings.Join(args, " ")

@@ -90,7 +90,7 @@ func (d *Driver) paths(name string) vmPaths {
 
 // tempPrefix starts the names of directories a Create builds before renaming them into
 // place, and goingPrefix those of entries a Destroy renamed out of the way to remove
-// them; vmNameRE matches neither.
+// them; hypervisor.ValidName accepts neither.
 const (
 	tempPrefix  = ".create-"
 	goingPrefix = ".destroy-"
@@ -111,7 +111,7 @@ func readEntry(root, name string) (record, error) {
 	if !fi.IsDir() {
 		return record{}, fmt.Errorf("state entry %s: not a directory (not created by drover)", dir)
 	}
-	if !vmNameRE.MatchString(name) {
+	if !hypervisor.ValidName(name) {
 		return record{}, fmt.Errorf("state entry %s: not a vm name drover uses", dir)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "metadata.json"))

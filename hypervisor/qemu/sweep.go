@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/drover-dev/drover/hypervisor"
 )
 
 // sweepMinAge is how old a leftover must be before Sweep removes it. Another Drover
@@ -40,7 +42,7 @@ func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
 		if kind == notLeftover || !e.IsDir() {
 			continue
 		}
-		unlock, ok := d.locks.tryLock(name)
+		unlock, ok := d.locks.TryLock(name)
 		if !ok {
 			continue // a Create or Destroy of this driver is on it
 		}
@@ -73,7 +75,7 @@ const (
 
 // classifyEntry says what an entry name would be if Drover made it, and for which VM.
 func classifyEntry(entry string) (string, leftoverKind) {
-	if vmNameRE.MatchString(entry) {
+	if hypervisor.ValidName(entry) {
 		return entry, vmEntry
 	}
 	for _, k := range []struct {
@@ -86,7 +88,7 @@ func classifyEntry(entry string) (string, leftoverKind) {
 		}
 		// os.MkdirTemp appended "-" and a random number to the VM's name.
 		i := strings.LastIndexByte(rest, '-')
-		if i < 0 || strings.Trim(rest[i+1:], "0123456789") != "" || rest[i+1:] == "" || !vmNameRE.MatchString(rest[:i]) {
+		if i < 0 || strings.Trim(rest[i+1:], "0123456789") != "" || rest[i+1:] == "" || !hypervisor.ValidName(rest[:i]) {
 			return "", notLeftover
 		}
 		return rest[:i], k.kind

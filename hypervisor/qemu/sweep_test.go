@@ -120,7 +120,7 @@ func TestSweep(t *testing.T) {
 		age(t, old, p, filepath.Dir(p))
 		keep = append(keep, p)
 	}
-	unlock := d.locks.lock("sw-inflight")
+	unlock := d.locks.Lock("sw-inflight")
 
 	removed, err := d.Sweep(ctx)
 	if err != nil {

@@ -1,4 +1,4 @@
-package libvirt
+package hypervisor
 
 import (
 	"bytes"
@@ -15,10 +15,11 @@ type imageInfo struct {
 	BackingFilename string `json:"backing-filename"`
 }
 
-// probeImage reads a golden disk's format. A golden image must stand alone: a backing
-// file reference would make a verified image depend on bytes nobody verified.
-func probeImage(ctx context.Context, path string) (string, error) {
-	out, err := runQEMUImg(ctx, "info", "--output=json", path)
+// ProbeImage reads a golden disk's format with the qemu-img binary qemuImg (a path, or
+// a name looked up in PATH). A golden image must stand alone: a backing file
+// reference would make a verified image depend on bytes nobody verified.
+func ProbeImage(ctx context.Context, qemuImg, path string) (format string, err error) {
+	out, err := runQEMUImg(ctx, qemuImg, "info", "--output=json", path)
 	if err != nil {
 		return "", fmt.Errorf("inspect disk image %s: %w", path, err)
 	}
@@ -35,18 +36,20 @@ func probeImage(ctx context.Context, path string) (string, error) {
 	return info.Format, nil
 }
 
-// createOverlay makes a qcow2 overlay over a golden image, so the golden image is never
-// written and a VM's disk costs only what the guest changes.
-func createOverlay(ctx context.Context, overlay, backing, backingFmt string) error {
-	if _, err := runQEMUImg(ctx, "create", "-q", "-f", "qcow2", "-F", backingFmt, "-b", backing, overlay); err != nil {
+// CreateOverlay makes a qcow2 overlay over a golden image with the qemu-img binary
+// qemuImg, so the golden image is never written and a VM's disk costs only what the
+// guest changes. The backing format is spelled out so QEMU never probes the golden
+// image (a raw image could pose as qcow2).
+func CreateOverlay(ctx context.Context, qemuImg, overlay, backing, backingFmt string) error {
+	if _, err := runQEMUImg(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-F", backingFmt, "-b", backing, overlay); err != nil {
 		return fmt.Errorf("create overlay %s over %s: %w", overlay, backing, err)
 	}
 	return nil
 }
 
-func runQEMUImg(ctx context.Context, args ...string) ([]byte, error) {
+func runQEMUImg(ctx context.Context, qemuImg string, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "qemu-img", args...)
+	cmd := exec.CommandContext(ctx, qemuImg, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
