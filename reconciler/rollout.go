@@ -82,7 +82,9 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		stopProbes()
 		if err == nil {
 			r.cfg.Hook(PointGatePassed)
-			log.Info("rollout healthy", "version", svc.Version, "created", len(created), "took", time.Since(started).Round(time.Millisecond))
+			if len(created) > 0 || len(sp.Pending) > 0 {
+				log.Info("rollout healthy", "version", svc.Version, "created", len(created), "took", time.Since(started).Round(time.Millisecond))
+			}
 			return nil
 		}
 	}
@@ -90,6 +92,12 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		// Stopped by a signal, not failed: what was created is registered and carries its
 		// metadata, so the next pass resumes from it.
 		return ctx.Err()
+	}
+	if errors.Is(err, discovery.ErrUnavailable) {
+		// Consul went away mid-rollout: an outage, not a verdict on the revision. The new
+		// VMs stay (they carry their metadata); the next pass registers them again if
+		// Consul lost them and resumes the gate.
+		return fmt.Errorf("rollout of %s interrupted: %w", svc.Name, err)
 	}
 	if len(created) == 0 && len(sp.Predecessors) == 0 && len(sp.Pending) > 0 && errors.Is(err, context.DeadlineExceeded) {
 		// Only VMs of an interrupted rollout were waited for and nothing else serves
