@@ -14,9 +14,10 @@ import (
 	"github.com/drover-dev/drover/sources"
 )
 
-// execute carries out one service's plan with the blue-green strategy: boot every
-// replacement in parallel, gate on health, and only then drain the predecessors. The
-// context is checked between steps; each step, once begun, completes.
+// execute carries out one step of a service's plan under its strategy: retire what the
+// strategy lets go at once (rolling), boot the step's VMs in parallel, gate on health,
+// and only then drain the predecessors due after the gate. The context is checked
+// between steps; each step, once begun, completes.
 func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) error {
 	var errs []error
 	for name, why := range sp.Replace {
@@ -120,12 +121,23 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 			// The current VMs are this failed spec too; the predecessors are what serves.
 			doomed = append(doomed, sp.Current...)
 		}
-		var errs []error
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+		)
 		for _, vm := range doomed {
-			if err := r.remove(ctx, log, vm); err != nil {
-				errs = append(errs, err)
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := r.remove(ctx, log, vm); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}()
 		}
+		wg.Wait()
 		rerr.RolledBack = len(errs) == 0
 		if len(errs) > 0 {
 			rerr.Err = errors.Join(append([]error{err}, errs...)...)
