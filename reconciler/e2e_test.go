@@ -540,3 +540,46 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestE2EResumedBootThatNeverPasses: Drover stops while a new VM boots; the VM never
+// becomes healthy. The next run waits for it up to healthy_deadline, removes it as a
+// failed boot, tries afresh, and fails the revision like any rollout that never passes.
+func TestE2EResumedBootThatNeverPasses(t *testing.T) {
+	w := newWorld(t, "qemu")
+	svc := testenv.Service{Name: "e2e-resume", Version: "1", Replicas: 1, Unhealthy: true, HealthyDeadline: 6 * time.Second}
+	w.commit(w.images.FleetYAML(svc))
+	src := w.source(w.repo.URL())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- (&reconciler.Runner{Source: src, Reconciler: w.rec, Interval: time.Second, Log: w.log}).Run(ctx)
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for len(w.instances(svc.Name)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no VM registered within 1m")
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval of this deadline-bounded wait
+	}
+	cancel() // like SIGTERM: the rollout stops between steps
+	if err := <-done; err != nil {
+		t.Fatalf("runner: %v", err)
+	}
+	first := w.vmNames(svc.Name)
+	if len(first) != 1 {
+		t.Fatalf("after stopping: VMs %v, want the one booting", first)
+	}
+
+	// A new Drover (no memory of the first) resumes.
+	w.rec = w.newReconciler()
+	err := w.converge(src)
+	var rerr *reconciler.RolloutError
+	if !errors.As(err, &rerr) || !rerr.RolledBack {
+		t.Fatalf("resume: got %v, want a rolled back RolloutError", err)
+	}
+	if got := w.vmNames(svc.Name); len(got) != 0 {
+		t.Errorf("after the failed rollout: VMs %v, want none", got)
+	}
+	w.expectNoTrace(first)
+}

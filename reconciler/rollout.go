@@ -101,10 +101,10 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		return fmt.Errorf("rollout of %s interrupted: %w", svc.Name, err)
 	}
 	if len(created) == 0 && len(sp.Predecessors) == 0 && len(sp.Pending) > 0 && errors.Is(err, context.DeadlineExceeded) {
-		// Only VMs of an interrupted rollout were waited for and nothing else serves
-		// this service: they stay, and if they never pass they are replaced like any
-		// VM failing its check. Not a failed revision.
-		return fmt.Errorf("waiting for %s: %w", svc.Name, err)
+		// Only VMs of an interrupted rollout were waited for, and nothing else serves
+		// this service. Those that never passed within healthy_deadline are failed
+		// boots: they go, and the next pass boots replacements. Not a failed revision.
+		return r.removeNeverPassed(ctx, log, svc, sp.Pending)
 	}
 	var checksum *sources.ChecksumError
 	if len(created) == 0 && !errors.As(err, &checksum) && !errors.Is(err, context.DeadlineExceeded) {
@@ -146,6 +146,29 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	r.recordFailure(svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
 	log.Error("rollout failed", "version", svc.Version, "rolled_back", rerr.RolledBack, "err", err)
 	return rerr
+}
+
+// removeNeverPassed removes the VMs among vms that Consul does not see passing.
+func (r *Reconciler) removeNeverPassed(ctx context.Context, log *slog.Logger, svc sources.Service, vms []hypervisor.VM) error {
+	instances, err := r.cfg.Registry.Instances(ctx, Tag)
+	if err != nil {
+		return fmt.Errorf("waiting for %s: %w", svc.Name, err)
+	}
+	passing := map[string]bool{}
+	for _, in := range instances {
+		passing[in.ID] = in.Status == discovery.StatusPassing
+	}
+	var errs []error
+	for _, vm := range vms {
+		if passing[vm.Name] {
+			continue
+		}
+		log.Warn("removing vm that never passed its check", "vm", vm.Name, "event", "repair", "healthy_deadline", svc.Update.HealthyDeadline)
+		if err := r.remove(ctx, log, vm); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // createAll resolves the images and boots sp.Create VMs in parallel, registering each in
