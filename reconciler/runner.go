@@ -117,7 +117,9 @@ func (r *Runner) Run(ctx context.Context) error {
 				backoff = 0
 				continue
 			}
-			if perr == nil && res.Err == nil && err == nil {
+			// A held revision is a settled state, not a fault: keep polling at the
+			// interval so the fixing commit is picked up promptly.
+			if perr == nil && err == nil && (res.Err == nil || onlyHeld(res.Err)) {
 				backoff = 0
 				wait = r.Interval
 			}
@@ -155,4 +157,18 @@ func (r *Runner) record(commit string, res Result, perr error, converged bool) {
 	if err := errors.Join(perr, res.Err); err != nil {
 		r.status.Error = err.Error()
 	}
+}
+
+// onlyHeld reports whether err consists only of HeldErrors.
+func onlyHeld(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !onlyHeld(e) {
+				return false
+			}
+		}
+		return true
+	}
+	var held *HeldError
+	return errors.As(err, &held)
 }
