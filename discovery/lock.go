@@ -155,13 +155,16 @@ func (c *Client) Lead(ctx context.Context, key string, opts LeaderOptions) (*Lea
 		}
 	}()
 
-	pair, _, err := c.api.KV().Get(key, (&api.QueryOptions{}).WithContext(ctx))
-	if err != nil {
+	if _, _, err := c.api.KV().Get(key, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
 		return nil, fmt.Errorf("lead %s: read holder: %w", key, c.classify(ctx, err))
 	}
-	if pair != nil && pair.Session != "" && pair.Session != k.session && opts.OnStandby != nil {
-		opts.OnStandby(Holder{Session: pair.Session, Value: string(pair.Value)})
-	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watchHolder(watchCtx, key, k.session, opts.OnStandby)
+	}()
+	defer func() { stopWatch(); <-watched }()
 
 	lock, err := c.api.LockOpts(&api.LockOptions{
 		Key:          key,
@@ -212,6 +215,37 @@ func (c *Client) Lead(ctx context.Context, key string, opts LeaderOptions) (*Lea
 	l := &Leadership{key: key, k: k, lost: make(chan struct{}), released: make(chan struct{})}
 	go l.watch(lockLost)
 	return l, nil
+}
+
+// watchHolder follows the key with blocking queries while this contender waits, and
+// calls onStandby once when another session holds it: the holder may take the lock a
+// moment after this contender first looked, so one look is not enough.
+func (c *Client) watchHolder(ctx context.Context, key, ours string, onStandby func(Holder)) {
+	if onStandby == nil {
+		return
+	}
+	var index uint64
+	for ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
+		pair, meta, err := c.api.KV().Get(key, q)
+		if err != nil {
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		if pair != nil && pair.Session != "" {
+			if pair.Session != ours {
+				onStandby(Holder{Session: pair.Session, Value: string(pair.Value)})
+			}
+			return
+		}
+		index = meta.LastIndex
+	}
 }
 
 // Lost is closed when the leadership ends: the session was invalidated (the
