@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -94,8 +93,9 @@ func (c *Client) classify(ctx context.Context, err error) error {
 		switch {
 		case statusErr.Code == http.StatusNotFound:
 			return fmt.Errorf("%w: %w", ErrNotFound, err)
-		case statusErr.Code == http.StatusServiceUnavailable,
-			statusErr.Code >= 500 && strings.Contains(statusErr.Body, "No cluster leader"):
+		case statusErr.Code >= 500:
+			// Consul failing server-side (no leader, RPC to a restarting server, …):
+			// an outage, never an answer about an instance.
 			return fmt.Errorf("%w at %s: %w", ErrUnavailable, c.addr, err)
 		}
 		return err

@@ -106,11 +106,16 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		// boots: they go, and the next pass boots replacements. Not a failed revision.
 		return r.removeNeverPassed(ctx, log, svc, sp.Pending)
 	}
-	var checksum *sources.ChecksumError
-	if len(created) == 0 && !errors.As(err, &checksum) && !errors.Is(err, context.DeadlineExceeded) {
-		// Nothing was made and the cause is not the revision's (say, libvirtd is down):
-		// an operational error, retried next pass.
-		return fmt.Errorf("rollout of %s: %w", svc.Name, err)
+	var (
+		checksum *sources.ChecksumError
+		boot     *createError
+	)
+	verdict := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &checksum) || (errors.As(err, &boot) && len(created) > 0)
+	if !verdict {
+		// Not the revision's fault (say, libvirtd or Consul is down, or failed mid-way):
+		// an operational error. What was created stays, carrying its metadata, and the
+		// next pass resumes from it.
+		return fmt.Errorf("rollout of %s interrupted: %w", svc.Name, err)
 	}
 
 	rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err}
@@ -147,6 +152,17 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	log.Error("rollout failed", "version", svc.Version, "rolled_back", rerr.RolledBack, "err", err)
 	return rerr
 }
+
+// createError is a VM the driver failed to create. When its siblings were created, the
+// spec is at fault (a boot the hypervisor refuses), and the rollout fails like one that
+// never became healthy; when none was, the hypervisor may just be down.
+type createError struct {
+	vm  string
+	err error
+}
+
+func (e *createError) Error() string { return fmt.Sprintf("create %s: %v", e.vm, e.err) }
+func (e *createError) Unwrap() error { return e.err }
 
 // removeNeverPassed removes the VMs among vms that Consul does not see passing.
 func (r *Reconciler) removeNeverPassed(ctx context.Context, log *slog.Logger, svc sources.Service, vms []hypervisor.VM) error {
@@ -225,7 +241,7 @@ func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc source
 		return err
 	})
 	if err != nil {
-		return hypervisor.VM{}, fmt.Errorf("create %s: %w", spec.Name, err)
+		return hypervisor.VM{}, &createError{vm: spec.Name, err: err}
 	}
 	r.cfg.Hook(PointCreated)
 	log.Info("created vm", "vm", vm.Name, "address", fmt.Sprintf("%s:%d", vm.Address, vm.Port))
