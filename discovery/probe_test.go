@@ -67,3 +67,20 @@ func TestRegisterPassingStartsPassing(t *testing.T) {
 		t.Errorf("status right after Register with Passing: want %s, got %s (%s)", StatusPassing, status, output)
 	}
 }
+
+// TestRegisterAgainKeepsCheckStatus pins down the Consul behaviour the reconciler is
+// built around: registering an existing instance again keeps its check's status, so
+// Passing only means something on an instance's first registration.
+func TestRegisterAgainKeepsCheckStatus(t *testing.T) {
+	t.Parallel()
+	c, _ := newTestClient(t)
+	h := newHealthServer(t, http.StatusOK)
+	r := httpRegistration(t, "web-again", "web", h)
+	r.Check.Interval = time.Hour // no check run changes the status under the test
+	register(t, c, r)
+	r.Passing = true
+	register(t, c, r)
+	if status, output := instanceStatus(t, c, r.ID); status != StatusCritical {
+		t.Errorf("status after registering a critical instance again with Passing: want %s (Consul keeps it), got %s (%s)", StatusCritical, status, output)
+	}
+}

@@ -39,6 +39,8 @@ type Registration struct {
 	// Passing registers the check as passing instead of critical. Only for a caller
 	// that has just run the very same check itself (Probe) and seen it pass: Consul
 	// then keeps checking from there, without first waiting out its own interval.
+	// It applies to a first registration only: registering an existing instance
+	// again keeps its check's current status.
 	Passing bool
 }
 

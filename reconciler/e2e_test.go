@@ -556,9 +556,9 @@ func TestE2EResumedBootThatNeverPasses(t *testing.T) {
 		done <- (&reconciler.Runner{Source: src, Reconciler: w.rec, Interval: time.Second, Log: w.log}).Run(ctx)
 	}()
 	deadline := time.Now().Add(time.Minute)
-	for len(w.instances(svc.Name)) == 0 {
+	for len(w.vmNames(svc.Name)) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("no VM registered within 1m")
+			t.Fatal("no VM created within 1m")
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval of this deadline-bounded wait
 	}
@@ -569,6 +569,11 @@ func TestE2EResumedBootThatNeverPasses(t *testing.T) {
 	first := w.vmNames(svc.Name)
 	if len(first) != 1 {
 		t.Fatalf("after stopping: VMs %v, want the one booting", first)
+	}
+	// It never answered, so the rollout had not registered it; stopping does, so
+	// Consul shows every VM Drover made.
+	if got := w.instances(svc.Name); len(got) != 1 || got[0].ID != first[0] {
+		t.Fatalf("after stopping: registered %v, want %v", got, first)
 	}
 
 	// A new Drover (no memory of the first) resumes.

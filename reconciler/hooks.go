@@ -5,9 +5,9 @@ package reconciler
 const (
 	PointObserved           = "observed"            // actual state read, nothing done yet
 	PointCreated            = "created"             // a VM exists, not yet registered in Consul
-	PointRegistered         = "registered"          // a new VM is registered (critical)
+	PointRegistered         = "registered"          // a new VM is registered (passing once it answered)
 	PointGateWaiting        = "gate-waiting"        // waiting for the new VMs to pass
-	PointProbePassed        = "probe-passed"        // a new VM answered and was re-registered passing
+	PointProbePassed        = "probe-passed"        // a new VM answered its check, not yet registered
 	PointGatePassed         = "gate-passed"         // every current VM passes; predecessors not yet drained
 	PointMaintenance        = "maintenance"         // a predecessor is in maintenance
 	PointDrained            = "drained"             // the drain wait is over, VMs still running

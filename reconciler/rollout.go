@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,12 +32,17 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		}
 	}
 	for _, vm := range sp.Register {
-		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, registration(svc, vm)) })
+		// Consul does not have it (restarted without its state, or Drover stopped
+		// between boot and registration): registered passing if it answers now, so a
+		// serving VM is not shown critical until Consul's first check.
+		reg := registration(svc, vm)
+		reg.Passing = r.cfg.Registry.Probe(ctx, reg) == nil
+		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, reg) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("register %s again: %w", vm.Name, err))
 			continue
 		}
-		log.Info("registered running VM again in consul", "vm", vm.Name)
+		log.Info("registered running VM again in consul", "vm", vm.Name, "answered", reg.Passing)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -68,6 +75,10 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	started := time.Now()
 
 	created, err := r.createAll(gateCtx, log, revision, svc, sp)
+	// registered holds the created VMs that answered their check and were registered.
+	// The others stay unregistered while the rollout may still destroy them; the
+	// rollout registers them (critical) before it returns leaving them in place.
+	registered := map[string]bool{}
 	if err == nil {
 		ids := make([]string, 0, len(sp.Current)+len(created))
 		for _, vm := range append(append([]hypervisor.VM{}, sp.Current...), created...) {
@@ -76,11 +87,14 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 				ids = append(ids, vm.Name)
 			}
 		}
-		stopProbes := r.probeAll(gateCtx, log, svc, append(append([]hypervisor.VM{}, sp.Pending...), created...))
+		probes := r.probeAll(gateCtx, log, svc, created)
 		r.cfg.Hook(PointGateWaiting)
 		err = r.cfg.Registry.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
 		// Every probe ends before a rollback can deregister what it would register.
-		stopProbes()
+		registered = probes.stop()
+		if never := probes.neverAnswered(); err != nil && never != "" && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w; %s", err, never)
+		}
 		if err == nil {
 			r.cfg.Hook(PointGatePassed)
 			if len(created) > 0 || len(sp.Pending) > 0 {
@@ -92,12 +106,12 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	if ctx.Err() != nil {
 		// Stopped by a signal, not failed: what was created is registered and carries its
 		// metadata, so the next pass resumes from it.
-		return ctx.Err()
+		return errors.Join(ctx.Err(), r.registerRest(ctx, log, svc, created, registered))
 	}
 	if errors.Is(err, discovery.ErrUnavailable) {
 		// Consul went away mid-rollout: an outage, not a verdict on the revision. The new
-		// VMs stay (they carry their metadata); the next pass registers them again if
-		// Consul lost them and resumes the gate.
+		// VMs stay (they carry their metadata); the next pass registers them if Consul
+		// does not have them and resumes the gate.
 		return fmt.Errorf("rollout of %s interrupted: %w", svc.Name, err)
 	}
 	if len(created) == 0 && len(sp.Predecessors) == 0 && len(sp.Pending) > 0 && errors.Is(err, context.DeadlineExceeded) {
@@ -115,7 +129,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		// Not the revision's fault (say, libvirtd or Consul is down, or failed mid-way):
 		// an operational error. What was created stays, carrying its metadata, and the
 		// next pass resumes from it.
-		return fmt.Errorf("rollout of %s interrupted: %w", svc.Name, err)
+		return errors.Join(fmt.Errorf("rollout of %s interrupted: %w", svc.Name, err), r.registerRest(ctx, log, svc, created, registered))
 	}
 
 	rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err}
@@ -146,6 +160,13 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		rerr.RolledBack = len(errs) == 0
 		if len(errs) > 0 {
 			rerr.Err = errors.Join(append([]error{err}, errs...)...)
+		}
+	}
+	if !svc.Update.AutoRollback {
+		// The failed VMs stay for inspection, visible in Consul as the critical
+		// instances they are.
+		if rerr2 := r.registerRest(ctx, log, svc, created, registered); rerr2 != nil {
+			rerr.Err = errors.Join(err, rerr2)
 		}
 	}
 	r.recordFailure(svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
@@ -187,8 +208,8 @@ func (r *Reconciler) removeNeverPassed(ctx context.Context, log *slog.Logger, sv
 	return errors.Join(errs...)
 }
 
-// createAll resolves the images and boots sp.Create VMs in parallel, registering each in
-// Consul as soon as it exists. It returns every VM that was created, even on error, so
+// createAll resolves the images and boots sp.Create VMs in parallel; probeAll registers
+// each in Consul once it answers. It returns every VM that was created, even on error, so
 // the caller can roll them back.
 func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) ([]hypervisor.VM, error) {
 	if sp.Create == 0 {
@@ -245,38 +266,62 @@ func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc source
 	}
 	r.cfg.Hook(PointCreated)
 	log.Info("created vm", "vm", vm.Name, "address", fmt.Sprintf("%s:%d", vm.Address, vm.Port))
-	err = r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, registration(svc, vm)) })
-	if err != nil {
-		return vm, fmt.Errorf("register %s: %w", vm.Name, err)
-	}
-	r.cfg.Hook(PointRegistered)
 	return vm, nil
 }
 
 // probeAll runs each new VM's check from here every ProbeInterval until it passes, then
-// registers the VM again as passing, so the gate wakes when the guest is healthy rather
-// than up to a check interval later. Consul keeps checking from then on, and the gate
-// still requires Consul to see every VM passing for min_healthy_time. The returned
-// func stops the probes and waits for them.
-func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources.Service, vms []hypervisor.VM) (stop func()) {
+// registers the VM in Consul with its check passing, so the gate starts counting
+// min_healthy_time when the guest is healthy rather than up to a check interval
+// later. Consul checks on from there, and the gate still requires Consul to see the VM
+// passing for min_healthy_time.
+//
+// A VM is registered once, after it answered: never registered critical first and
+// then again as passing. Consul keeps the status of a check that is registered again,
+// and when the earlier registration has not yet reached its catalog, it can take the
+// repeated one as already synced and show the old status for up to two minutes
+// (consul 1.15 to 1.22, agent/local State.setCheckStateLocked); a CI run saw a
+// healthy VM stay critical in the catalog until its rollout's deadline.
+func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources.Service, vms []hypervisor.VM) *probes {
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	p := &probes{cancel: cancel, registered: map[string]bool{}, lastErr: map[string]error{}}
 	for _, vm := range vms {
-		wg.Add(1)
+		p.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer p.wg.Done()
 			reg := registration(svc, vm)
 			tick := time.NewTicker(r.cfg.ProbeInterval)
 			defer tick.Stop()
+			answered := false
 			for {
-				if err := r.cfg.Registry.Probe(ctx, reg); err == nil {
-					reg.Passing = true
-					if err := r.cfg.Registry.Register(ctx, reg); err != nil && ctx.Err() == nil {
-						log.Warn("register healthy vm as passing", "vm", vm.Name, "err", err)
+				if !answered {
+					err := r.cfg.Registry.Probe(ctx, reg)
+					p.mu.Lock()
+					if err != nil && ctx.Err() == nil {
+						p.lastErr[vm.Name] = err
+					} else if err == nil {
+						delete(p.lastErr, vm.Name)
 					}
-					r.cfg.Hook(PointProbePassed)
-					log.Debug("vm answered its check", "vm", vm.Name)
-					return
+					p.mu.Unlock()
+					if err == nil {
+						answered = true
+						r.cfg.Hook(PointProbePassed)
+						log.Debug("vm answered its check", "vm", vm.Name)
+					}
+				}
+				if answered {
+					reg.Passing = true
+					err := r.cfg.Registry.Register(ctx, reg)
+					if err == nil {
+						p.mu.Lock()
+						p.registered[vm.Name] = true
+						p.mu.Unlock()
+						r.cfg.Hook(PointRegistered)
+						return
+					}
+					if ctx.Err() == nil {
+						// Retried: a VM left unregistered would fail the gate.
+						log.Warn("register healthy vm", "vm", vm.Name, "err", err)
+					}
 				}
 				select {
 				case <-ctx.Done():
@@ -286,7 +331,54 @@ func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources
 			}
 		}()
 	}
-	return func() { cancel(); wg.Wait() }
+	return p
+}
+
+// probes are the running probeAll goroutines.
+type probes struct {
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	registered map[string]bool
+	lastErr    map[string]error // VMs that have not answered yet: why, the last time
+}
+
+// stop ends the probes, waits for them, and returns the VMs they registered.
+func (p *probes) stop() map[string]bool {
+	p.cancel()
+	p.wg.Wait()
+	return p.registered
+}
+
+// neverAnswered describes the VMs that never passed their check when Drover ran it, with the last
+// probe's error, or "" when every VM answered.
+func (p *probes) neverAnswered() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := slices.Sorted(maps.Keys(p.lastErr))
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s never passed its check from here (last probe: %v)", name, p.lastErr[name]))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// registerRest registers, critical, the created VMs the rollout leaves in place without
+// their having answered their check, so every VM Drover made is visible in Consul.
+func (r *Reconciler) registerRest(ctx context.Context, log *slog.Logger, svc sources.Service, created []hypervisor.VM, registered map[string]bool) error {
+	var errs []error
+	for _, vm := range created {
+		if registered[vm.Name] {
+			continue
+		}
+		if err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, registration(svc, vm)) }); err != nil {
+			errs = append(errs, fmt.Errorf("register %s: %w", vm.Name, err))
+			continue
+		}
+		r.cfg.Hook(PointRegistered)
+		log.Debug("registered vm that has not answered its check yet", "vm", vm.Name)
+	}
+	return errors.Join(errs...)
 }
 
 // baseSpec is the hypervisor spec every new VM of svc shares, with images resolved to
