@@ -34,6 +34,9 @@ type Network struct {
 // Metadata is what Drover records on every VM it creates. It is fixed at birth and is
 // how a restarted Drover rebuilds its view: a VM without it is not Drover's.
 type Metadata struct {
+	// Fleet names the fleet (repository, branch, path) whose Drover made the VM; a
+	// Drover manages only the VMs of its own fleet, so several share a host safely.
+	Fleet    string
 	Service  string
 	SpecHash string
 	Revision string

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -37,7 +38,8 @@ type world struct {
 	rec      *reconciler.Reconciler
 	stateDir string
 	log      *slog.Logger
-	sources  int // git sources made, each with its own clone
+	sources  int    // git sources made, each with its own clone
+	fleet    string // the reconciler's fleet
 }
 
 // driver is a hypervisor driver as the tests hold it.
@@ -58,7 +60,14 @@ func forEachDriver(t *testing.T, test func(t *testing.T, w *world)) {
 
 func newWorld(t testing.TB, driverName string) *world {
 	t.Helper()
-	w := &world{t: t, images: testenv.Images(t), consul: testenv.Consul(t), repo: testenv.NewRepo(t)}
+	return newWorldOn(t, driverName, testenv.Consul(t), "")
+}
+
+// newWorldOn is a world on the given Consul agent whose reconciler manages fleet; its
+// repository, state dir and driver connection are its own.
+func newWorldOn(t testing.TB, driverName string, consul *testenv.ConsulAgent, fleet string) *world {
+	t.Helper()
+	w := &world{t: t, images: testenv.Images(t), consul: consul, repo: testenv.NewRepo(t), fleet: fleet}
 	w.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w.stateDir = testenv.StateDir(t)
 	var err error
@@ -97,7 +106,7 @@ func newWorld(t testing.TB, driverName string) *world {
 
 func (w *world) newReconciler() *reconciler.Reconciler {
 	rec, err := reconciler.New(reconciler.Config{
-		Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log, History: historyOf(w),
+		Fleet: w.fleet, Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log, History: historyOf(w),
 		PruneDrain: 200 * time.Millisecond, PruneShutdownTimeout: 3 * time.Second,
 		// Short, so the drift test can show a VM failing its check being replaced.
 		ReplaceUnhealthyAfter: 3 * time.Second,
@@ -587,4 +596,68 @@ func TestE2EResumedBootThatNeverPasses(t *testing.T) {
 		t.Errorf("after the failed rollout: VMs %v, want none", got)
 	}
 	w.expectNoTrace(first)
+}
+
+// TestE2ETwoFleetsOneHost: two Drovers tracking different fleets share a libvirt host
+// and a Consul agent, each with a service of the same name. Each manages only its own
+// fleet's VMs and registrations: a pass of one never retires, prunes or deregisters
+// what the other made.
+func TestE2ETwoFleetsOneHost(t *testing.T) {
+	a := newWorldOn(t, "libvirt", testenv.Consul(t), "fleet-a")
+	b := newWorldOn(t, "libvirt", a.consul, "fleet-b")
+	svc := testenv.Service{Name: "e2e-fleets", Version: "1", Replicas: 1}
+	a.commit(a.images.FleetYAML(svc))
+	svc.Version = "2"
+	b.commit(b.images.FleetYAML(svc))
+	srcA, srcB := a.source(a.repo.URL()), b.source(b.repo.URL())
+
+	if err := a.converge(srcA); err != nil {
+		t.Fatalf("deploy fleet-a: %v", err)
+	}
+	if err := b.converge(srcB); err != nil {
+		t.Fatalf("deploy fleet-b: %v", err)
+	}
+	byFleet := func() map[string][]string {
+		out := map[string][]string{}
+		for _, vm := range a.vms(svc.Name) {
+			out[vm.Meta.Fleet] = append(out[vm.Meta.Fleet], vm.Name)
+		}
+		return out
+	}
+	deployed := byFleet()
+	if len(deployed["fleet-a"]) != 1 || len(deployed["fleet-b"]) != 1 || len(deployed) != 2 {
+		t.Fatalf("after both deploys: VMs by fleet %v, want one each for fleet-a and fleet-b", deployed)
+	}
+	for _, in := range a.instances(svc.Name) {
+		want := map[string]string{deployed["fleet-a"][0]: "fleet-a", deployed["fleet-b"][0]: "fleet-b"}[in.ID]
+		if in.Meta[reconciler.MetaFleet] != want || in.Status != discovery.StatusPassing {
+			t.Errorf("instance %s: fleet %q status %s, want fleet %q passing", in.ID, in.Meta[reconciler.MetaFleet], in.Status, want)
+		}
+	}
+
+	// Fleet a's next pass matches: it leaves fleet b's VM (another version of a
+	// same-named service, beyond a's replicas) alone.
+	if err := a.converge(srcA); err != nil {
+		t.Fatalf("fleet-a again: %v", err)
+	}
+	if got := byFleet(); !reflect.DeepEqual(got, deployed) {
+		t.Fatalf("after fleet-a's second pass: VMs by fleet %v, want unchanged %v", got, deployed)
+	}
+	if ins := a.instances(svc.Name); len(ins) != 2 {
+		t.Fatalf("after fleet-a's second pass: instances %+v, want both fleets' (fleet-b's is not fleet-a's orphan)", ins)
+	}
+
+	// Fleet b empties: only its own VM and registration go.
+	b.commit("services: []\n")
+	if err := b.converge(srcB); err != nil {
+		t.Fatalf("fleet-b emptied: %v", err)
+	}
+	if got := byFleet(); len(got) != 1 || !slices.Equal(got["fleet-a"], deployed["fleet-a"]) {
+		t.Fatalf("after fleet-b emptied: VMs by fleet %v, want only fleet-a's %v", got, deployed["fleet-a"])
+	}
+	ins := a.instances(svc.Name)
+	if len(ins) != 1 || ins[0].ID != deployed["fleet-a"][0] || ins[0].Status != discovery.StatusPassing {
+		t.Fatalf("after fleet-b emptied: instances %+v, want fleet-a's %s passing", ins, deployed["fleet-a"][0])
+	}
+	b.expectNoTrace(deployed["fleet-b"])
 }

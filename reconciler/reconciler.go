@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,10 @@ import (
 
 // Config wires a Reconciler to its providers.
 type Config struct {
+	// Fleet is this Drover's fleet. Its VMs and Consul instances carry it, and it
+	// manages only those: VMs and registrations of other fleets on the same host and
+	// agent are left alone. Empty is a fleet too (the VMs labelled with none).
+	Fleet      string
 	Hypervisor Hypervisor
 	Registry   Registry
 	Images     Images
@@ -66,12 +72,17 @@ type Reconciler struct {
 	started  time.Time
 	lastBurn map[string]time.Time
 	randMu   sync.Mutex
+	// otherFleets is the last logged summary of other fleets' VMs.
+	otherFleets string
 }
 
 // New returns a Reconciler.
 func New(cfg Config) (*Reconciler, error) {
 	if cfg.Hypervisor == nil || cfg.Registry == nil || cfg.Images == nil {
 		return nil, errors.New("reconciler: hypervisor, registry and images are required")
+	}
+	if err := ValidFleet(cfg.Fleet); cfg.Fleet != "" && err != nil {
+		return nil, fmt.Errorf("reconciler: %w", err)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -155,16 +166,53 @@ func (r *Reconciler) Observe(ctx context.Context) (Observed, error) {
 			r.log.Info("removed leftover of a VM that no longer exists", "path", path, "event", "repair")
 		}
 	}
-	vms, err := r.cfg.Hypervisor.List(ctx)
+	all, err := r.cfg.Hypervisor.List(ctx)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observe: list vms: %w", err)
 	}
-	instances, err := r.cfg.Registry.Instances(ctx, Tag)
+	allInstances, err := r.cfg.Registry.Instances(ctx, Tag)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observe: consul instances: %w", err)
 	}
+	var obs Observed
+	others := map[string]int{} // VMs of other fleets, by fleet
+	for _, vm := range all {
+		if vm.Meta.Fleet != r.cfg.Fleet {
+			others[vm.Meta.Fleet]++
+			continue
+		}
+		obs.VMs = append(obs.VMs, vm)
+	}
+	for _, in := range allInstances {
+		if in.Meta[MetaFleet] == r.cfg.Fleet {
+			obs.Instances = append(obs.Instances, in)
+		}
+	}
+	r.noteOtherFleets(others)
 	r.cfg.Hook(PointObserved)
-	return Observed{VMs: vms, Instances: instances}, nil
+	return obs, nil
+}
+
+// noteOtherFleets logs the VMs of other fleets this Drover leaves alone whenever they
+// change: expected when several fleets share a host, a sign of a changed --fleet (or
+// repository) when they are the VMs this fleet used to run.
+func (r *Reconciler) noteOtherFleets(others map[string]int) {
+	parts := make([]string, 0, len(others))
+	for _, f := range slices.Sorted(maps.Keys(others)) {
+		name := f
+		if name == "" {
+			name = "(none)"
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d", name, others[f]))
+	}
+	summary := strings.Join(parts, " ")
+	r.mu.Lock()
+	changed := summary != r.otherFleets
+	r.otherFleets = summary
+	r.mu.Unlock()
+	if changed && summary != "" {
+		r.log.Info("leaving alone the VMs of other fleets on this host", "fleet", r.cfg.Fleet, "vms_by_fleet", summary)
+	}
 }
 
 // Plan computes what a pass over rev would do, changing nothing.
@@ -370,11 +418,7 @@ func registration(svc sources.Service, vm hypervisor.VM) discovery.Registration 
 		Address: vm.Address,
 		Port:    vm.Port,
 		Tags:    []string{Tag},
-		Meta: map[string]string{
-			"version":   vm.Meta.Version,
-			"revision":  vm.Meta.Revision,
-			"spec_hash": vm.Meta.SpecHash,
-		},
+		Meta:    registrationMeta(vm.Meta),
 		Check: discovery.Check{
 			HTTPPath:                svc.Check.HTTP,
 			TCP:                     svc.Check.TCP,
@@ -449,4 +493,39 @@ func (r *Reconciler) allPassing(ctx context.Context, service string, ids []strin
 		}
 	}
 	return true
+}
+
+// MetaFleet is the Consul meta key naming an instance's fleet.
+const MetaFleet = "fleet"
+
+// registrationMeta is the Consul meta of a VM's instance: what DESIGN.md promises
+// clients (version, revision, spec_hash) and, when it has one, the VM's fleet.
+func registrationMeta(m hypervisor.Metadata) map[string]string {
+	meta := map[string]string{"version": m.Version, "revision": m.Revision, "spec_hash": m.SpecHash}
+	if m.Fleet != "" {
+		meta[MetaFleet] = m.Fleet
+	}
+	return meta
+}
+
+// maxFleetLen keeps a fleet name usable in Consul meta values and KV keys, and short
+// enough to read in logs.
+const maxFleetLen = 63
+
+// ValidFleet checks a fleet name: 1 to 63 characters, lower-case letters, digits and
+// '-', starting and ending with a letter or digit (a DNS label).
+func ValidFleet(name string) error {
+	if name == "" {
+		return errors.New("fleet name is empty")
+	}
+	if len(name) > maxFleetLen {
+		return fmt.Errorf("fleet name %q is %d characters long, more than %d", name, len(name), maxFleetLen)
+	}
+	for i, c := range name {
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(name)-1
+		if !ok {
+			return fmt.Errorf("fleet name %q: character %q at %d; use lower-case letters, digits and '-' (not first or last)", name, c, i+1)
+		}
+	}
+	return nil
 }

@@ -390,7 +390,7 @@ func (r *Reconciler) baseSpec(ctx context.Context, svc sources.Service, hash, re
 		Cmdline:   svc.Image.Cmdline,
 		Network:   hypervisor.Network{Mode: svc.Network.Mode, Bridge: svc.Network.Bridge, Network: svc.Network.Network},
 		GuestPort: svc.Port,
-		Meta:      hypervisor.Metadata{Service: svc.Name, SpecHash: hash, Revision: revision, Version: svc.Version},
+		Meta:      hypervisor.Metadata{Fleet: r.cfg.Fleet, Service: svc.Name, SpecHash: hash, Revision: revision, Version: svc.Version},
 	}
 	for _, img := range []struct {
 		artifact *sources.Artifact

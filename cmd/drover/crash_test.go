@@ -239,9 +239,9 @@ func crashAndRestart(t *testing.T, rig *crashRig, st crashStep) crashRow {
 	return row
 }
 
-// crashPlantOrphan registers an instance tagged drover whose VM does not exist (what a
-// Drover killed between destroy and deregister leaves), under another service so the
-// watched passing count is not affected.
+// crashPlantOrphan registers an instance of the rig's fleet whose VM does not exist
+// (what a Drover killed between destroy and deregister leaves), under another service
+// so the watched passing count is not affected.
 func crashPlantOrphan(t *testing.T, rig *crashRig) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -249,6 +249,7 @@ func crashPlantOrphan(t *testing.T, rig *crashRig) {
 	err := rig.reg.Register(ctx, discovery.Registration{
 		ID: rig.service + "x-00000000-orphn", Service: rig.service + "x", Address: "127.0.0.1", Port: 9,
 		Tags:  []string{reconciler.Tag},
+		Meta:  map[string]string{reconciler.MetaFleet: options{repo: rig.repo.URL(), branch: "main", path: "fleet.yaml"}.fleetName()},
 		Check: discovery.Check{TCP: true, Interval: time.Second},
 	})
 	if err != nil {

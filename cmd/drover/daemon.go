@@ -58,7 +58,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		d.close()
 		return nil, err
 	}
-	d.reconciler, err = reconciler.New(reconciler.Config{Hypervisor: hv, Registry: registry, Images: images, History: git, Log: log, Hook: hook,
+	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: hv, Registry: registry, Images: images, History: git, Log: log, Hook: hook,
 		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter})
 	if err != nil {
 		d.close()
@@ -149,7 +149,7 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", d.opts.repo, "branch", d.opts.branch, "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	d.log.Info("drover running", "version", version, "repo", d.opts.repo, "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}

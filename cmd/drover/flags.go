@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/drover-dev/drover/reconciler"
 )
 
 // options are every flag of run and plan; each also reads DROVER_<FLAG> from the environment.
@@ -13,6 +15,7 @@ type options struct {
 	repo       string
 	branch     string
 	path       string
+	fleet      string // empty: derived from repo, branch and path (fleetName)
 	interval   time.Duration
 	driver     string
 	libvirtURI string
@@ -31,6 +34,9 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.repo, "repo", "", "git repository holding the fleet: a URL or a local path (required)")
 	fs.StringVar(&o.branch, "branch", "main", "branch to track")
 	fs.StringVar(&o.path, "path", "fleet.yaml", "fleet file, or directory of *.yaml files, inside the repository")
+	fs.StringVar(&o.fleet, "fleet", "", "name of this fleet (lower-case letters, digits, '-'); drover manages only the VMs and\n"+
+		"Consul instances labelled with it. Default: a hash of --repo, --branch and --path.\n"+
+		"Set it to keep a fleet's identity when its repository moves")
 	fs.StringVar(&o.driver, "driver", "libvirt", "hypervisor driver: libvirt (through libvirtd) or qemu (runs qemu-system-x86_64 itself; user networking only)")
 	fs.StringVar(&o.libvirtURI, "libvirt-uri", "qemu:///system", "libvirt connection URI (with --driver libvirt)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/drover", "directory for the git clone, the image cache and VM overlays")
@@ -74,6 +80,11 @@ func (o *options) validate(withRun bool) error {
 	var problems []string
 	if o.repo == "" {
 		problems = append(problems, "--repo is required (or DROVER_REPO)")
+	}
+	if o.fleet != "" {
+		if err := reconciler.ValidFleet(o.fleet); err != nil {
+			problems = append(problems, "--fleet: "+err.Error())
+		}
 	}
 	if o.driver != "libvirt" && o.driver != "qemu" {
 		problems = append(problems, fmt.Sprintf("--driver %q: want libvirt or qemu", o.driver))

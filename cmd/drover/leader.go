@@ -21,10 +21,18 @@ const leaderKeyPrefix = "drover/leader/"
 // maxLeadBackoff caps the wait between attempts to reach Consul for the lock.
 const maxLeadBackoff = 30 * time.Second
 
-// leaderKey is the fleet's lock: Drovers tracking the same repository, branch and path
-// elect one leader; Drovers tracking different fleets never wait on each other.
+// leaderKey is the fleet's lock: Drovers of the same fleet elect one leader; Drovers of
+// different fleets never wait on each other.
 func leaderKey(o options) string {
-	return leaderKeyPrefix + fleetID(o.repo, o.branch, o.path)
+	return leaderKeyPrefix + o.fleetName()
+}
+
+// fleetName is the fleet's name: --fleet, or else fleetID of what it tracks.
+func (o options) fleetName() string {
+	if o.fleet != "" {
+		return o.fleet
+	}
+	return fleetID(o.repo, o.branch, o.path)
 }
 
 // fleetID is a short, stable name for a fleet. Equivalent spellings of the same

@@ -65,6 +65,12 @@ func TestFleetID(t *testing.T) {
 	if want := "drover/leader/" + fleetID(base.repo, base.branch, base.path); key != want {
 		t.Errorf("leaderKey: want %s, got %s", want, key)
 	}
+	// A named fleet keeps its lock (and its VMs) when the repository moves.
+	for _, repo := range []string{base.repo, "ssh://git@elsewhere/fleet.git"} {
+		if key := leaderKey(options{repo: repo, branch: base.branch, path: base.path, fleet: "prod"}); key != "drover/leader/prod" {
+			t.Errorf("leaderKey with --fleet prod and repo %s: want drover/leader/prod, got %s", repo, key)
+		}
+	}
 }
 
 // leaderProc is a running `drover run` whose log the test follows for election lines.

@@ -98,6 +98,10 @@ func TestUsageErrors(t *testing.T) {
 		{"bad log format", nil, []string{"plan", "--repo", "x", "--log-format", "xml"}, "--log-format"},
 		{"bad env", map[string]string{"DROVER_INTERVAL": "soon"}, []string{"run", "--repo", "x"}, "DROVER_INTERVAL"},
 		{"stray argument", nil, []string{"run", "--repo", "x", "extra"}, "unexpected arguments"},
+		{"fleet with capitals", nil, []string{"run", "--repo", "x", "--fleet", "Prod"}, `--fleet: fleet name "Prod": character 'P' at 1`},
+		{"fleet ending in a dash", nil, []string{"plan", "--repo", "x", "--fleet", "prod-"}, `character '-' at 5`},
+		{"fleet too long", nil, []string{"run", "--repo", "x", "--fleet", strings.Repeat("a", 64)}, "more than 63"},
+		{"fleet from env", map[string]string{"DROVER_FLEET": "a b"}, []string{"run", "--repo", "x"}, `fleet name "a b": character ' ' at 2`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -117,6 +117,7 @@ func (s *suite) spec(name, version string) hypervisor.Spec {
 		Network:   hypervisor.Network{Mode: hypervisor.NetworkUser},
 		GuestPort: s.h.Images.GuestPort,
 		Meta: hypervisor.Metadata{
+			Fleet:    "conformance-fleet",
 			Service:  "conf",
 			SpecHash: "c0ffee" + strings.Repeat("0", 58),
 			Revision: "rev-" + version,

@@ -187,6 +187,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		virtType:   d.virtType,
 		consoleLog: filepath.Join(d.dir, consoleLogName(spec.Name)),
 		meta: vmMetadata{
+			Fleet:       spec.Meta.Fleet,
 			Service:     spec.Meta.Service,
 			SpecHash:    spec.Meta.SpecHash,
 			Revision:    spec.Meta.Revision,
@@ -263,17 +264,9 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		}
 	}
 
-	vm := hypervisor.VM{
-		Name: spec.Name,
-		Meta: hypervisor.Metadata{
-			Service:  spec.Meta.Service,
-			SpecHash: spec.Meta.SpecHash,
-			Revision: spec.Meta.Revision,
-			Version:  spec.Meta.Version,
-			Created:  created,
-		},
-		State: observeState(made.dom),
-	}
+	meta := spec.Meta
+	meta.Created = created
+	vm := hypervisor.VM{Name: spec.Name, Meta: meta, State: observeState(made.dom)}
 	vm.Address, vm.Port = d.endpoint(made.dom, p.meta, vm.State)
 	made.dom.Free()
 	made.dom = nil

@@ -21,6 +21,7 @@ const metadataNS = "https://drover.dev/xmlns/vm/1"
 // with its namespace stripped; encodeMetadata puts it back when writing.
 type vmMetadata struct {
 	XMLName     xml.Name `xml:"vm"`
+	Fleet       string   `xml:"fleet,omitempty"`
 	Service     string   `xml:"service"`
 	SpecHash    string   `xml:"spec_hash"`
 	Revision    string   `xml:"revision"`
@@ -90,6 +91,7 @@ func decodeMetadata(s string) (vmMetadata, hypervisor.Metadata, error) {
 		return vmMetadata{}, hypervisor.Metadata{}, fmt.Errorf("parse drover metadata: unknown network_mode %q", m.NetworkMode)
 	}
 	return m, hypervisor.Metadata{
+		Fleet:    m.Fleet,
 		Service:  m.Service,
 		SpecHash: m.SpecHash,
 		Revision: m.Revision,

@@ -72,6 +72,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	rec := record{
 		Format:      recordFormat,
 		Name:        spec.Name,
+		Fleet:       spec.Meta.Fleet,
 		Service:     spec.Meta.Service,
 		SpecHash:    spec.Meta.SpecHash,
 		Revision:    spec.Meta.Revision,

@@ -23,6 +23,7 @@ const recordFormat = "drover.dev/qemu-vm/1"
 type record struct {
 	Format      string    `json:"format"`
 	Name        string    `json:"name"`
+	Fleet       string    `json:"fleet,omitempty"`
 	Service     string    `json:"service"`
 	SpecHash    string    `json:"spec_hash"`
 	Revision    string    `json:"revision"`
@@ -56,6 +57,7 @@ type createdWith struct {
 
 func (r record) meta() hypervisor.Metadata {
 	return hypervisor.Metadata{
+		Fleet:    r.Fleet,
 		Service:  r.Service,
 		SpecHash: r.SpecHash,
 		Revision: r.Revision,
