@@ -289,39 +289,26 @@ func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources
 		go func() {
 			defer p.wg.Done()
 			reg := registration(svc, vm)
+			if !r.awaitAnswer(ctx, p, vm.Name, reg) {
+				return
+			}
+			r.cfg.Hook(PointProbePassed)
+			log.Debug("vm answered its check", "vm", vm.Name)
+			reg.Passing = true
 			tick := time.NewTicker(r.cfg.ProbeInterval)
 			defer tick.Stop()
-			answered := false
 			for {
-				if !answered {
-					err := r.cfg.Registry.Probe(ctx, reg)
+				err := r.cfg.Registry.Register(ctx, reg)
+				if err == nil {
 					p.mu.Lock()
-					if err != nil && ctx.Err() == nil {
-						p.lastErr[vm.Name] = err
-					} else if err == nil {
-						delete(p.lastErr, vm.Name)
-					}
+					p.registered[vm.Name] = true
 					p.mu.Unlock()
-					if err == nil {
-						answered = true
-						r.cfg.Hook(PointProbePassed)
-						log.Debug("vm answered its check", "vm", vm.Name)
-					}
+					r.cfg.Hook(PointRegistered)
+					return
 				}
-				if answered {
-					reg.Passing = true
-					err := r.cfg.Registry.Register(ctx, reg)
-					if err == nil {
-						p.mu.Lock()
-						p.registered[vm.Name] = true
-						p.mu.Unlock()
-						r.cfg.Hook(PointRegistered)
-						return
-					}
-					if ctx.Err() == nil {
-						// Retried: a VM left unregistered would fail the gate.
-						log.Warn("register healthy vm", "vm", vm.Name, "err", err)
-					}
+				if ctx.Err() == nil {
+					// Retried: a VM left unregistered would fail the gate.
+					log.Warn("register healthy vm", "vm", vm.Name, "err", err)
 				}
 				select {
 				case <-ctx.Done():
@@ -332,6 +319,57 @@ func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources
 		}()
 	}
 	return p
+}
+
+// maxProbesInFlight bounds the overlapping probes of one VM.
+const maxProbesInFlight = 8
+
+// awaitAnswer runs reg's check against a VM every ProbeInterval until it passes (true)
+// or ctx ends (false). Probes overlap, up to maxProbesInFlight: one that hangs does not
+// hold back the next. A booting guest behind QEMU's user networking does hang them:
+// QEMU accepts the connection and the guest answers nothing until its network is up,
+// so a probe started early waits for QEMU to resend the SYN, or for the check's
+// timeout (10 s by default). A fresh probe every ProbeInterval notices the guest
+// within about a ProbeInterval of its answering.
+func (r *Reconciler) awaitAnswer(ctx context.Context, p *probes, name string, reg discovery.Registration) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	results := make(chan error, maxProbesInFlight)
+	inflight := 0
+	defer func() {
+		cancel()
+		for ; inflight > 0; inflight-- {
+			<-results
+		}
+	}()
+	launch := func() {
+		if inflight < maxProbesInFlight {
+			inflight++
+			go func() { results <- r.cfg.Registry.Probe(ctx, reg) }()
+		}
+	}
+	tick := time.NewTicker(r.cfg.ProbeInterval)
+	defer tick.Stop()
+	launch()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			launch()
+		case err := <-results:
+			inflight--
+			p.mu.Lock()
+			if err == nil {
+				delete(p.lastErr, name)
+			} else if ctx.Err() == nil {
+				p.lastErr[name] = err
+			}
+			p.mu.Unlock()
+			if err == nil {
+				return true
+			}
+		}
+	}
 }
 
 // probes are the running probeAll goroutines.
