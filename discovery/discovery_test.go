@@ -626,6 +626,8 @@ func TestConsulDown(t *testing.T) {
 		{"WaitPassing", func(ctx context.Context, c *Client) error {
 			return c.WaitPassing(ctx, "web", []string{"web-1"}, 0)
 		}},
+		{"KVPut", func(ctx context.Context, c *Client) error { return c.KVPut(ctx, "drover/x", []byte("1")) }},
+		{"KVList", func(ctx context.Context, c *Client) error { _, err := c.KVList(ctx, "drover/"); return err }},
 	}
 	for _, addr := range []struct{ name, addr string }{{"unused port", unusedAddr}, {"stopped agent", stopped.Addr}} {
 		c, err := New(Config{Address: addr.addr}, testLogger(t))

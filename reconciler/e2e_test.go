@@ -106,7 +106,7 @@ func newWorldOn(t testing.TB, driverName string, consul *testenv.ConsulAgent, fl
 
 func (w *world) newReconciler() *reconciler.Reconciler {
 	rec, err := reconciler.New(reconciler.Config{
-		Fleet: w.fleet, Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log, History: historyOf(w),
+		Fleet: w.fleet, Hypervisor: w.hv, Registry: w.reg, Memory: w.reg, Images: w.cache, Log: w.log, History: historyOf(w),
 		PruneDrain: 200 * time.Millisecond, PruneShutdownTimeout: 3 * time.Second,
 		// Short, so the drift test can show a VM failing its check being replaced.
 		ReplaceUnhealthyAfter: 3 * time.Second,
@@ -345,8 +345,12 @@ func TestE2EDeployUpdateFailFix(t *testing.T) {
 		}
 		w.expectServing(svc, "2", rev2, 2)
 
-		// The failed revision is held: passes on the same commit do not create VMs.
-		for range 2 {
+		// The failed revision is held: passes on the same commit do not create VMs, by
+		// this Drover nor by a restarted one (the failure is kept in Consul KV).
+		for i := range 2 {
+			if i == 1 {
+				w.rec = w.newReconciler()
+			}
 			err = w.converge(src)
 			var held *reconciler.HeldError
 			if !errors.As(err, &held) {

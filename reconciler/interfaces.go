@@ -35,6 +35,14 @@ type Registry interface {
 	Probe(ctx context.Context, reg discovery.Registration) error
 }
 
+// Memory is a small durable store (Consul KV) for what a pass learns and the world
+// cannot tell again: which revisions failed. With it, a restarted Drover, or a standby
+// taking over, does not try a failed revision again.
+type Memory interface {
+	KVPut(ctx context.Context, key string, value []byte) error
+	KVList(ctx context.Context, prefix string) (map[string][]byte, error)
+}
+
 // Images resolves a golden image to a verified local file.
 type Images interface {
 	Get(ctx context.Context, a sources.Artifact) (string, error)

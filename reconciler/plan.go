@@ -101,9 +101,10 @@ type planInput struct {
 
 // failure is a rollout that failed; it is not retried for the same commit.
 type failure struct {
-	Revision string
-	SpecHash string
-	Reason   string
+	Revision string    `json:"revision"`
+	SpecHash string    `json:"spec_hash"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"` // when it failed; the newest record of a service wins
 }
 
 // plan diffs desired against observed. It is pure: the same inputs give the same plan.

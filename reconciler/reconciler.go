@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +29,10 @@ type Config struct {
 	Images     Images
 	// History, optional, lets a failed rollout restore its predecessors' spec.
 	History History
-	Log     *slog.Logger
+	// Memory, optional, keeps the failed revisions across restarts and leaders (under
+	// drover/fleets/<fleet>/failed/ in Consul KV). Without it they live in memory only.
+	Memory Memory
+	Log    *slog.Logger
 	// Now and Rand make time and VM name suffixes controllable in tests.
 	Now  func() time.Time
 	Rand *rand.Rand
@@ -55,13 +59,14 @@ type Config struct {
 }
 
 // Reconciler runs passes. It keeps only what cannot be read back from the world: the
-// rollouts that failed, so a bad revision is not retried until a new commit arrives.
+// rollouts that failed, so a bad revision is not retried until a new commit arrives
+// (in Consul KV when it has a Memory, so they outlive the process).
 type Reconciler struct {
 	cfg Config
 	log *slog.Logger
 
 	mu     sync.Mutex
-	failed map[string]failure // by service
+	failed map[string]failure // by service; with a Memory, only those not yet recorded there
 	// failingSince is when each instance was first seen not passing, since it last
 	// passed. In memory only: a restarted Drover starts the clocks again, which errs on
 	// the side of not replacing.
@@ -223,7 +228,10 @@ func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, erro
 	}
 	now := r.cfg.Now()
 	failing, passed := r.trackHealth(obs.Instances, now)
-	failed := r.failures()
+	failed, err := r.failures(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
 	fleet, restoring := r.rollbackTargets(ctx, rev, obs, failed)
 	return plan(planInput{
 		Revision: rev.Commit, Fleet: fleet, Obs: obs, Failed: failed, Now: now,
@@ -328,14 +336,42 @@ func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, er
 	return res, nil
 }
 
-func (r *Reconciler) failures() map[string]failure {
+// failures are the failed rollouts by service: with a Memory, those any Drover of the
+// fleet recorded there, plus any this one could not record; without, those it saw.
+func (r *Reconciler) failures(ctx context.Context) (map[string]failure, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make(map[string]failure, len(r.failed))
-	for k, v := range r.failed {
-		out[k] = v
+	out := maps.Clone(r.failed)
+	r.mu.Unlock()
+	if r.cfg.Memory == nil {
+		return out, nil
 	}
-	return out
+	prefix := r.failuresPrefix()
+	stored, err := r.cfg.Memory.KVList(ctx, prefix)
+	if err != nil {
+		// Planning without them could retry a revision that already failed.
+		return nil, fmt.Errorf("read failed revisions: %w", err)
+	}
+	for key, raw := range stored {
+		var f failure
+		if err := json.Unmarshal(raw, &f); err != nil {
+			r.log.Warn("ignoring unreadable failed-revision record", "key", key, "err", err)
+			continue
+		}
+		svc := strings.TrimPrefix(key, prefix)
+		if cur, ok := out[svc]; !ok || f.At.After(cur.At) {
+			out[svc] = f
+		}
+	}
+	return out, nil
+}
+
+// failuresPrefix is where the fleet's failed rollouts are kept, one key per service.
+func (r *Reconciler) failuresPrefix() string {
+	fleet := r.cfg.Fleet
+	if fleet == "" {
+		fleet = "-" // never a valid fleet name
+	}
+	return "drover/fleets/" + fleet + "/failed/"
 }
 
 // trackHealth updates and returns since when each instance has been failing its check,
@@ -378,10 +414,34 @@ func (r *Reconciler) trackHealth(instances []discovery.Instance, now time.Time) 
 	return out, passed
 }
 
-func (r *Reconciler) recordFailure(service string, f failure) {
+// recordFailure remembers that service's rollout failed, in memory and in the Memory.
+// A record that cannot be written is logged: this Drover still holds the revision,
+// but a restarted one would try it once more.
+func (r *Reconciler) recordFailure(ctx context.Context, service string, f failure) {
+	f.At = r.cfg.Now().UTC()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.failed[service] = f
+	r.mu.Unlock()
+	if r.cfg.Memory == nil {
+		return
+	}
+	raw, err := json.Marshal(f)
+	if err == nil {
+		err = r.finish(ctx, func(ctx context.Context) error {
+			return r.cfg.Memory.KVPut(ctx, r.failuresPrefix()+service, raw)
+		})
+	}
+	if err != nil {
+		r.log.Warn("could not record the failed revision in consul; a restarted drover will try it again", "service", service, "revision", shortRev(f.Revision), "err", err)
+		return
+	}
+	// Consul has it now and is the record from here: deleting the key there lets the
+	// revision be tried again without a new commit.
+	r.mu.Lock()
+	if r.failed[service].At.Equal(f.At) {
+		delete(r.failed, service)
+	}
+	r.mu.Unlock()
 }
 
 // finish runs a step that must complete once begun, so cancellation (a signal) lands

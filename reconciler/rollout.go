@@ -93,7 +93,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		// Every probe ends before a rollback can deregister what it would register.
 		registered = probes.stop()
 		if never := probes.neverAnswered(); err != nil && never != "" && errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w; %s", err, never)
+			err = fmt.Errorf("%s within healthy_deadline %s; %w", never, svc.Update.HealthyDeadline, err)
 		}
 		if err == nil {
 			r.cfg.Hook(PointGatePassed)
@@ -169,7 +169,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 			rerr.Err = errors.Join(err, rerr2)
 		}
 	}
-	r.recordFailure(svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
+	r.recordFailure(ctx, svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
 	log.Error("rollout failed", "version", svc.Version, "rolled_back", rerr.RolledBack, "err", err)
 	return rerr
 }
