@@ -90,4 +90,3 @@ func TestFailuresWhenMemoryIsDown(t *testing.T) {
 		t.Errorf("failures with an unreadable record: %+v, %v; want web only", got, err)
 	}
 }
-
