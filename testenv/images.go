@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
 // GuestPort is the port the test guest serves GET /healthz on.
@@ -194,7 +196,7 @@ func kernelVersion(ctx context.Context, dir string, log *slog.Logger) (string, e
 			return "", err
 		}
 	}
-	if err := writeFileAtomic(pinned, []byte(v+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(pinned, []byte(v+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	return v, nil
@@ -297,7 +299,7 @@ func fetchKernel(ctx context.Context, dir, kver string, log *slog.Logger) error 
 				if err != nil {
 					return fmt.Errorf("read %s from %s: %w", name, pkg, err)
 				}
-				if err := writeFileAtomic(filepath.Join(dir, "vmlinuz-"+kver), data, 0o644); err != nil {
+				if err := atomicfile.Write(filepath.Join(dir, "vmlinuz-"+kver), data, 0o644); err != nil {
 					return err
 				}
 				gotKernel = true
@@ -315,7 +317,7 @@ func fetchKernel(ctx context.Context, dir, kver string, log *slog.Logger) error 
 						return fmt.Errorf("decompress %s from %s: %w", name, pkg, err)
 					}
 				}
-				if err := writeFileAtomic(filepath.Join(modDir, mod+".ko"), data, 0o644); err != nil {
+				if err := atomicfile.Write(filepath.Join(modDir, mod+".ko"), data, 0o644); err != nil {
 					return err
 				}
 				found[mod] = true
@@ -465,7 +467,7 @@ func buildInitrd(dir, kver, modDir string, busybox []byte, healthy bool, log *sl
 			return "", fmt.Errorf("build %s initrd: %w", variant, err)
 		}
 	}
-	if err := writeFileAtomic(out, buf.Bytes(), 0o644); err != nil {
+	if err := atomicfile.Write(out, buf.Bytes(), 0o644); err != nil {
 		return "", fmt.Errorf("build %s initrd: %w", variant, err)
 	}
 	log.Info("built initrd", "variant", variant, "path", out, "bytes", buf.Len())
@@ -483,31 +485,6 @@ func hashFile(p string) (File, error) {
 		return File{}, fmt.Errorf("hash %s: %w", p, err)
 	}
 	return File{Path: p, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-// writeFileAtomic writes via a temporary file and rename, so an interrupted build never
-// leaves a half-written file under the final name.
-func writeFileAtomic(p string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return nil
 }
 
 // mkdirReadable creates dir with mode 0755 regardless of the umask, since libvirt's

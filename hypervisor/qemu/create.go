@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
 // maxSocketPath is the longest path a unix socket can be bound at (sun_path less its NUL).
@@ -197,7 +198,7 @@ func (d *Driver) makeEntry(p vmPaths, rec record) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, filepath.Base(p.metadata)), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(tmp, filepath.Base(p.metadata)), data, 0o644); err != nil {
 		return fmt.Errorf("create state entry: %w", err)
 	}
 	if err := os.Rename(tmp, p.dir); err != nil {
@@ -212,7 +213,7 @@ func (d *Driver) writeRecord(p vmPaths, rec record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p.metadata, data)
+	return atomicfile.Write(p.metadata, data, 0o644)
 }
 
 // start runs QEMU, which daemonizes once it is fully set up: by the time the command

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
 // Errors besides hypervisor's sentinels.
@@ -341,7 +342,7 @@ wait:
 		}
 	}
 	// Marked before QEMU goes, so the dead process reads as shut off, not crashed.
-	if err := writeFileAtomic(p.stopped, nil); err != nil {
+	if err := atomicfile.Write(p.stopped, nil, 0o644); err != nil {
 		return fmt.Errorf("shut down vm %s: %w", name, err)
 	}
 	if err := d.stopProcess(ctx, p, log); err != nil {

@@ -179,34 +179,6 @@ func encodeRecord(rec record) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// writeFileAtomic writes via a temporary file and rename, so a reader (or a restarted
-// Drover) sees the old content or the new, never half of it.
-func writeFileAtomic(p string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return nil
-}
-
 // removeEntry removes a VM's directory with metadata.json last: until it goes the
 // entry is still Drover's, so a Destroy interrupted midway is finished by the next.
 // The directory leaves the VM's name before metadata.json goes, so at no instant is
