@@ -78,7 +78,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	// registered holds the created VMs that answered their check and were registered.
 	// The others stay unregistered while the rollout may still destroy them; the
 	// rollout registers them (critical) before it returns leaving them in place.
-	registered := map[string]bool{}
+	var registered map[string]bool
 	if err == nil {
 		ids := make([]string, 0, len(sp.Current)+len(created))
 		for _, vm := range append(append([]hypervisor.VM{}, sp.Current...), created...) {
@@ -92,8 +92,10 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		err = r.cfg.Registry.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
 		// Every probe ends before a rollback can deregister what it would register.
 		registered = probes.stop()
-		if never := probes.neverAnswered(); err != nil && never != "" && errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%s within healthy_deadline %s; %w", never, svc.Update.HealthyDeadline, err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			if never := probes.neverAnswered(); never != "" {
+				err = fmt.Errorf("%s within healthy_deadline %s; %w", never, svc.Update.HealthyDeadline, err)
+			}
 		}
 		if err == nil {
 			r.cfg.Hook(PointGatePassed)
