@@ -28,6 +28,11 @@ type Service struct {
 	Update    Update
 	// Chaos is the optional `chaos:` block; nil when the service has none.
 	Chaos *Chaos
+	// ShareConsulService is `share_consul_service` (default false): register into the
+	// Consul service of this name even when it has instances that are not this fleet's
+	// (another team's, or another fleet's). Without it such a name is refused, so a
+	// commit cannot put its VMs into someone else's DNS answers.
+	ShareConsulService bool
 
 	// Pos is where the service is declared, for messages that point at the file.
 	Pos Pos
