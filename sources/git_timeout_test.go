@@ -105,3 +105,22 @@ func TestNewGitTimeout(t *testing.T) {
 		t.Errorf("NewGit with a negative timeout = %v, want an error about the timeout", err)
 	}
 }
+
+// A remote whose host never completes the TCP handshake (a firewall dropping packets):
+// go-git dials git:// with no deadline at all, so only running the fetch under the
+// source's own deadline bounds it.
+func TestGitTimeoutOnUnansweredConnect(t *testing.T) {
+	addr := testenv.UnansweredAddr(t)
+	for _, tc := range []struct{ name, url string }{
+		{"http", "http://" + addr + "/fleet.git"},
+		{"git protocol", "git://" + addr + "/fleet.git"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGit(t, GitConfig{URL: tc.url, Dir: filepath.Join(t.TempDir(), "clone"), Timeout: 2 * time.Second})
+			err := waitErr(t, readAsync(t, context.Background(), g), "read")
+			if !errors.Is(err, ErrFetch) || !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), tc.url) {
+				t.Errorf("error = %v; want ErrFetch and ErrTimeout naming %s", err, tc.url)
+			}
+		})
+	}
+}
