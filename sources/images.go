@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -144,9 +145,14 @@ func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) 
 	if c.timeout == 0 {
 		c.timeout = DefaultImageDownloadTimeout
 	}
-	// Created private first: the mode is widened to the group's only once it is set.
+	// The parent (the state dir) is QEMU's way in too: created traversable, as before.
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
+	}
+	// The cache's own directories are created private: the mode is widened to the
+	// group's only once the group is set.
 	for _, d := range []string{abs, c.dir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
 		}
 	}
