@@ -77,8 +77,7 @@ func TestImageFileProcEnviron(t *testing.T) {
 		roots []string
 	}{
 		{"outside the roots", []string{t.TempDir()}},
-		// Even an operator who allows everything gets no kernel views as images.
-		{"root is /", []string{"/"}},
+		// Even an operator who allows /proc gets no kernel views as images.
 		{"root is /proc", []string{"/proc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,9 +177,10 @@ func TestImageFileTooBig(t *testing.T) {
 	assertOnlyCached(t, dir)
 }
 
-func TestImageRootMustExist(t *testing.T) {
-	for _, roots := range [][]string{{filepath.Join(t.TempDir(), "nope")}, {"/etc/passwd"}} {
-		if _, err := NewImageCache(ImageCacheConfig{Dir: t.TempDir(), Roots: roots}, nil); err == nil {
+func TestImageRootMustBeADirectoryOfImages(t *testing.T) {
+	state := t.TempDir()
+	for _, roots := range [][]string{{filepath.Join(t.TempDir(), "nope")}, {"/etc/passwd"}, {"/"}, {state}, {filepath.Dir(state)}} {
+		if _, err := NewImageCache(ImageCacheConfig{Dir: filepath.Join(state, "images"), Roots: roots}, nil); err == nil {
 			t.Errorf("NewImageCache with roots %v succeeded, want an error", roots)
 		}
 	}

@@ -123,6 +123,9 @@ func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) 
 	if err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
 	}
+	if err := rootsAvoid(roots, abs); err != nil {
+		return nil, fmt.Errorf("image cache: %w", err)
+	}
 	policy, err := newHostPolicy(cfg.AllowHosts)
 	if err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
