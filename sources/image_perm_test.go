@@ -82,8 +82,18 @@ func TestImageCacheModes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		other := filepath.Join(sub, digestOf([]byte("unused")))
+		if err := os.WriteFile(other, []byte("unused"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(other, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		c, a := cacheFromRoot(t, dir, "", content)
-		assertPrivate(t, c, dir, sub)
+		assertPrivate(t, c, dir, sub, other)
+		if err := os.Chmod(old, 0o666); err != nil { // loosened again behind its back
+			t.Fatal(err)
+		}
 		p, err := c.Get(context.Background(), a) // a hit
 		if err != nil || p != old {
 			t.Fatalf("Get = %s, %v; want the cached %s", p, err, old)

@@ -178,11 +178,21 @@ func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) 
 		return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
 	}
 	for _, e := range entries {
+		p := filepath.Join(c.dir, e.Name())
 		if strings.HasPrefix(e.Name(), tempPrefix) {
-			if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil {
+			if err := os.Remove(p); err != nil {
 				return nil, fmt.Errorf("image cache %s: remove unfinished download: %w", cfg.Dir, err)
 			}
 			log.Info("removed unfinished image download", "file", e.Name())
+			continue
+		}
+		// Images an older Drover cached readable by all are tightened now, not only
+		// when next used. A file libvirt has handed to QEMU's user for a running VM
+		// may refuse a Drover that is not root; it is tightened on its next use.
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			if err := perm.apply(p, info); err != nil {
+				log.Warn("cannot set the mode of a cached image", "file", e.Name(), "err", err)
+			}
 		}
 	}
 	log.Debug("image cache ready", "dir", abs, "group", group, "roots", c.rootList(), "max_size", c.maxSize, "download_timeout", c.timeout)
