@@ -2,8 +2,12 @@
 // no libvirtd, and controls them over QMP (go-qemu's qmp). Each process is detached
 // from Drover's session, so VMs outlive the Drover that started them; everything a
 // restarted Drover needs to find and manage a VM lives in one directory per VM under
-// StateDir/qemu: metadata.json, the QMP socket, the pid file, the disk overlay and
-// the console log. A directory without readable Drover metadata is never touched.
+// StateDir/qemu: metadata.json, the QMP socket, the pid file and the disk overlay. A
+// directory without readable Drover metadata is never touched.
+//
+// A VM's serial console is kept in a ring of consoleLogSize bytes in its QEMU's memory
+// (QMP ringbuf-read on device console0 takes it out); Shutdown saves it to
+// console.log, so a VM stopped by Drover keeps its last words.
 //
 // Only user-mode networking is supported (the guest port forwarded to 127.0.0.1):
 // bridges and libvirt networks need privileges and helpers this driver does not
@@ -60,9 +64,11 @@ type Driver struct {
 	accel   string
 	log     *slog.Logger
 
-	// pickPort and now are fields so tests can take a port away and fix the clock.
-	pickPort func() (int, error)
-	now      func() time.Time
+	// pickPort and now are fields so tests can take a port away and fix the clock,
+	// consoleSize so they can fill a console ring quickly.
+	pickPort    func() (int, error)
+	now         func() time.Time
+	consoleSize int // bytes of console kept: consoleLogSize
 
 	locks hypervisor.NameLocks
 	ports hypervisor.HostPorts // host ports handed to Creates in flight
@@ -113,15 +119,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 		return nil, fmt.Errorf("qemu driver: create state directory: %w", err)
 	}
 	d := &Driver{
-		root:     root,
-		qemu:     qemu,
-		qemuImg:  qemuImg,
-		accel:    accel,
-		log:      log.With("driver", "qemu"),
-		pickPort: hypervisor.FreeLocalPort,
-		now:      time.Now,
-		creating: map[string]bool{},
-		problems: map[string]string{},
+		root:        root,
+		qemu:        qemu,
+		qemuImg:     qemuImg,
+		accel:       accel,
+		log:         log.With("driver", "qemu"),
+		pickPort:    hypervisor.FreeLocalPort,
+		now:         time.Now,
+		consoleSize: consoleLogSize,
+		creating:    map[string]bool{},
+		problems:    map[string]string{},
 	}
 	vms, err := d.List(ctx)
 	if err != nil {
@@ -340,6 +347,9 @@ wait:
 			break wait
 		case <-tick.C:
 		}
+	}
+	if err := d.saveConsole(ctx, p); err != nil {
+		log.Warn("console not saved", "err", err)
 	}
 	// Marked before QEMU goes, so the dead process reads as shut off, not crashed.
 	if err := atomicfile.Write(p.stopped, nil, 0o644); err != nil {

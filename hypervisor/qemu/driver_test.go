@@ -646,6 +646,7 @@ func TestMapStatus(t *testing.T) {
 		{"shutdown", hypervisor.StateShutoff},
 		{"prelaunch", hypervisor.StateStarting},
 		{"paused", hypervisor.StatePaused},
+		{"io-error", hypervisor.StatePausedIOError},
 		{"guest-panicked", hypervisor.StateCrashed},
 		{"internal-error", hypervisor.StateCrashed},
 		{"something-new", hypervisor.StateUnknown},
@@ -658,7 +659,7 @@ func TestMapStatus(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	d := &Driver{root: "/var/lib/dro,ver/qemu", accel: AccelTCG}
+	d := &Driver{root: "/var/lib/dro,ver/qemu", accel: AccelTCG, consoleSize: consoleLogSize}
 	spec := hypervisortest.ValidSpec(t, "web-3f2a91c0-x1")
 	spec.Disk = "/srv/golden.qcow2"
 	args := d.args(d.paths(spec.Name), spec, 41234)
@@ -671,7 +672,8 @@ func TestArgs(t *testing.T) {
 		"-daemonize ",
 		"-pidfile /var/lib/dro,ver/qemu/web-3f2a91c0-x1/qemu.pid ",
 		"socket,id=qmp0,path=/var/lib/dro,,ver/qemu/web-3f2a91c0-x1/qmp.sock,server=on,wait=off",
-		"-netdev user,id=net0,hostfwd=tcp:127.0.0.1:41234-:8080 ",
+		"-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:41234-:8080 ",
+		"-chardev ringbuf,id=console0,size=1048576 -serial chardev:console0 ",
 		"-device virtio-net-pci,netdev=net0",
 		"-kernel " + spec.Kernel + " -initrd " + spec.Initrd + " -append console=ttyS0",
 		"-drive file=/var/lib/dro,,ver/qemu/web-3f2a91c0-x1/disk.qcow2,format=qcow2,if=virtio",
