@@ -78,9 +78,9 @@ type Driver struct {
 	problems map[string]string // entry path → what is wrong with it, from the last scan
 }
 
-// Problem is a state directory entry the driver cannot manage: it is reported and left
+// problem is a state directory entry the driver cannot manage: it is reported and left
 // exactly as it is.
-type Problem struct {
+type problem struct {
 	Name string // entry name under StateDir/qemu
 	Path string
 	Err  string
@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qemu driver: %w", err)
 	}
-	d.log.Info("qemu driver ready", "accel", accel, "state_dir", root, "vms", len(vms), "problems", len(d.Problems()))
+	d.log.Info("qemu driver ready", "accel", accel, "state_dir", root, "vms", len(vms), "problems", len(d.problemEntries()))
 	return d, nil
 }
 
@@ -172,14 +172,14 @@ func chooseAccel(accel string) (string, error) {
 // has the same life cycle as the libvirt one.
 func (d *Driver) Close() error { return nil }
 
-// Problems returns the state directory entries the last List (or New) could not
+// problemEntries returns the state directory entries the last List (or New) could not
 // manage, sorted by name. They are never deleted by the driver.
-func (d *Driver) Problems() []Problem {
+func (d *Driver) problemEntries() []problem {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]Problem, 0, len(d.problems))
+	out := make([]problem, 0, len(d.problems))
 	for p, msg := range d.problems {
-		out = append(out, Problem{Name: filepath.Base(p), Path: p, Err: msg})
+		out = append(out, problem{Name: filepath.Base(p), Path: p, Err: msg})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -187,7 +187,7 @@ func (d *Driver) Problems() []Problem {
 
 // List returns every VM with readable Drover metadata under the state directory,
 // running or not, sorted by name. Entries it cannot read are logged, kept for
-// Problems, and skipped: one bad entry never hides the others.
+// problemEntries, and skipped: one bad entry never hides the others.
 func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list vms: %w", err)

@@ -450,12 +450,12 @@ func TestCorruptAndForeignEntriesReportedAndUntouched(t *testing.T) {
 		}
 	}
 
-	problems := d.Problems()
+	problems := d.problemEntries()
 	if len(problems) != len(bad) {
 		t.Errorf("Problems: want %d, got %+v", len(bad), problems)
 	}
 	for _, b := range bad {
-		i := slices.IndexFunc(problems, func(p Problem) bool { return p.Name == b.name })
+		i := slices.IndexFunc(problems, func(p problem) bool { return p.Name == b.name })
 		if i < 0 || !strings.Contains(problems[i].Err, b.want) {
 			t.Errorf("Problems: want %s reported with %q, got %+v", b.name, b.want, problems)
 		}
