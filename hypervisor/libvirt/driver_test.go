@@ -486,6 +486,8 @@ func TestMapState(t *testing.T) {
 		{libvirt.DOMAIN_SHUTDOWN, 0, hypervisor.StateRunning},
 		{libvirt.DOMAIN_PAUSED, int(libvirt.DOMAIN_PAUSED_USER), hypervisor.StatePaused},
 		{libvirt.DOMAIN_PAUSED, int(libvirt.DOMAIN_PAUSED_STARTING_UP), hypervisor.StateStarting},
+		// Disk full under the overlay: alive, reported as such, not "dead".
+		{libvirt.DOMAIN_PAUSED, int(libvirt.DOMAIN_PAUSED_IOERROR), hypervisor.StatePausedIOError},
 		{libvirt.DOMAIN_PMSUSPENDED, 0, hypervisor.StatePaused},
 		{libvirt.DOMAIN_SHUTOFF, int(libvirt.DOMAIN_SHUTOFF_SHUTDOWN), hypervisor.StateShutoff},
 		{libvirt.DOMAIN_SHUTOFF, int(libvirt.DOMAIN_SHUTOFF_CRASHED), hypervisor.StateCrashed},
