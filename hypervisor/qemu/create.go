@@ -116,7 +116,10 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}()
 
 	if spec.Disk != "" {
-		backingFmt, err := hypervisor.ProbeImage(ctx, d.qemuImg, spec.Disk)
+		// Only raw or a self-contained qcow2 (hypervisor.ErrUnsafeImage otherwise);
+		// its format is then stated to qemu-img and, through the overlay, to QEMU,
+		// which never probes it.
+		backingFmt, err := hypervisor.InspectGolden(ctx, d.qemuImg, spec.Disk)
 		if err != nil {
 			return hypervisor.VM{}, err
 		}

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -273,25 +274,36 @@ func TestCreateFailureCleansUp(t *testing.T) {
 	assertEmptyRoot(t, d)
 }
 
-func TestCreateRefusesChainedGolden(t *testing.T) {
+// A golden disk that names another file would give the guest bytes nobody verified:
+// a backing file, or a qcow2 external data file pointing at a host file (the guest
+// would read /etc/shadow as its disk). Create refuses both before making anything.
+func TestCreateRefusesUnsafeGolden(t *testing.T) {
 	d := newTestDriver(t, t.TempDir())
 	dir := t.TempDir()
-	base, golden := filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "chained.qcow2")
+	hostFile := filepath.Join(dir, "host-secret")
+	if err := os.WriteFile(hostFile, bytes.Repeat([]byte("host secret\n"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "base.qcow2")
+	chained, dataFile := filepath.Join(dir, "chained.qcow2"), filepath.Join(dir, "datafile.qcow2")
 	for _, args := range [][]string{
 		{"create", "-q", "-f", "qcow2", base, "16M"},
-		{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, golden},
+		{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, chained},
+		{"create", "-q", "-f", "qcow2", "-o", "data_file=" + hostFile + ",data_file_raw=on", dataFile, "48K"},
 	} {
 		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img %v: %v: %s", args, err, out)
 		}
 	}
-	spec := hypervisortest.ValidSpec(t, "chained-1")
-	spec.Disk = golden
-	_, err := d.Create(t.Context(), spec)
-	if err == nil || !strings.Contains(err.Error(), "self-contained") {
-		t.Fatalf("Create over a golden image with a backing file: want a self-contained error, got %v", err)
+	for _, golden := range []string{chained, dataFile} {
+		spec := hypervisortest.ValidSpec(t, "unsafe-1")
+		spec.Disk = golden
+		_, err := d.Create(t.Context(), spec)
+		if !errors.Is(err, hypervisor.ErrUnsafeImage) || !strings.Contains(err.Error(), golden) {
+			t.Errorf("Create over golden %s: want ErrUnsafeImage naming it, got %v", filepath.Base(golden), err)
+		}
+		assertEmptyRoot(t, d)
 	}
-	assertEmptyRoot(t, d)
 }
 
 // realSpec boots the test guest.
