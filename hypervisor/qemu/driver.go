@@ -348,8 +348,10 @@ wait:
 		case <-tick.C:
 		}
 	}
-	if err := d.saveConsole(ctx, p); err != nil {
-		log.Warn("console not saved", "err", err)
+	if processAlive(p) > 0 {
+		if err := d.saveConsole(ctx, p); err != nil {
+			log.Warn("console not saved", "err", err)
+		}
 	}
 	// Marked before QEMU goes, so the dead process reads as shut off, not crashed.
 	if err := atomicfile.Write(p.stopped, nil, 0o644); err != nil {
