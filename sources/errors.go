@@ -83,12 +83,21 @@ type errorSet struct {
 	firstOmitted Pos
 }
 
+// full says whether a problem found now would only be counted, so that its message
+// need not be formatted.
+func (s *errorSet) full() bool { return len(s.errs) >= maxErrors }
+
+// omit counts a problem at pos that is not kept.
+func (s *errorSet) omit(pos Pos) {
+	if s.omitted == 0 {
+		s.firstOmitted = pos
+	}
+	s.omitted++
+}
+
 func (s *errorSet) add(e *Error) {
-	if len(s.errs) >= maxErrors {
-		if s.omitted == 0 {
-			s.firstOmitted = e.Pos
-		}
-		s.omitted++
+	if s.full() {
+		s.omit(e.Pos)
 		return
 	}
 	if len(e.Msg) > maxMsgBytes {
@@ -102,10 +111,8 @@ func (s *errorSet) merge(o errorSet) {
 		s.add(e)
 	}
 	if o.omitted > 0 {
-		if s.omitted == 0 {
-			s.firstOmitted = o.firstOmitted
-		}
-		s.omitted += o.omitted
+		s.omit(o.firstOmitted)
+		s.omitted += o.omitted - 1
 	}
 }
 
@@ -161,6 +168,8 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	case n >= 1<<10 && n%(1<<10) == 0:
 		return fmt.Sprintf("%d KiB", n>>10)
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
 }

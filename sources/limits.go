@@ -19,6 +19,8 @@ const (
 // far below what would let one commit exhaust the host or stall a rollout for days; the
 // host budgets (VMs, memory, CPUs in total) are enforced where the fleet is planned.
 const (
+	// MaxServices bounds the services of a fleet, all its files together.
+	MaxServices = 1000
 	// MaxReplicas bounds `replicas`, and also `max_surge`, `max_unavailable` and `canary`.
 	MaxReplicas = 1000
 	// MaxCPUs bounds `cpus`: QEMU's q35 and pc machines top out around here.

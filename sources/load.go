@@ -71,7 +71,7 @@ func parseFiles(files []fleetFile) (*Fleet, error) {
 	f := &Fleet{Services: []Service{}}
 	var errs errorSet
 	for _, file := range files {
-		part, partErrs := parseFile(file.name, file.data)
+		part, partErrs := parseFile(file.name, file.data, MaxServices-len(f.Services))
 		errs.merge(partErrs)
 		f.Services = append(f.Services, part.Services...)
 	}

@@ -36,7 +36,7 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 // Parse reads one fleet file. file is the name used in error positions. Every problem
 // found is returned, as Errors; the fleet is nil unless there are none.
 func Parse(file string, data []byte) (*Fleet, error) {
-	f, errs := parseFile(file, data)
+	f, errs := parseFile(file, data, MaxServices)
 	for _, e := range checkDuplicates(f.Services) {
 		errs.add(e)
 	}
@@ -47,8 +47,10 @@ func Parse(file string, data []byte) (*Fleet, error) {
 }
 
 // parseFile parses without the cross-file checks, so a directory can be merged first.
-func parseFile(file string, data []byte) (*Fleet, errorSet) {
-	p := &parser{file: file}
+// room is how many services the fleet may still have (MaxServices less those of the
+// files before); the services after them are not read.
+func parseFile(file string, data []byte, room int) (*Fleet, errorSet) {
+	p := &parser{file: file, room: room}
 	if len(data) > MaxFleetFileBytes {
 		p.errs.add(tooLarge(file, len(data)))
 		return &Fleet{}, p.errs
@@ -80,6 +82,8 @@ type parser struct {
 	errs errorSet
 	// ctx prefixes messages about one service, so the service is named in each.
 	ctx string
+	// room is how many more services the fleet may have.
+	room int
 }
 
 func (p *parser) pos(n *yaml.Node) Pos {
@@ -87,6 +91,10 @@ func (p *parser) pos(n *yaml.Node) Pos {
 }
 
 func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
+	if p.errs.full() {
+		p.errs.omit(p.pos(n))
+		return
+	}
 	msg := fmt.Sprintf(format, args...)
 	if p.ctx != "" {
 		msg = p.ctx + ": " + msg
@@ -112,6 +120,10 @@ func (p *parser) fleet(root *yaml.Node) *Fleet {
 		return f
 	}
 	for i, item := range sf.val.Content {
+		if i >= p.room {
+			p.errorf(item, "one service too many: a fleet has at most %d", MaxServices)
+			break
+		}
 		if s, ok := p.service(i, item); ok {
 			f.Services = append(f.Services, s)
 		}
