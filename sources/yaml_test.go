@@ -65,7 +65,7 @@ func TestParseAliasBounds(t *testing.T) {
 		{"too many aliases", manyAliases,
 			fmt.Sprintf(`f.yaml:2:%d: alias *a: more than %d aliases in one file`, len("services: [")+1+4*maxAliases, maxAliases)},
 		{"long anchor name is quoted short", "x: &" + strings.Repeat("n", 100) + " " + `"` + strings.Repeat("v", 1<<20-1000) + `"` + "\nservices: [*" + strings.Repeat("n", 100) + ", *" + strings.Repeat("n", 100) + "]\n",
-			`f.yaml:2:115: alias *"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"… (100 bytes) stands for 1023.7 KiB: with its aliases expanded the file would be more than 2 MiB; anchors and aliases are for sharing small blocks`},
+			`f.yaml:2:115: alias *"nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn"… (100 bytes) stands for 1023.0 KiB: with its aliases expanded the file would be more than 2 MiB; anchors and aliases are for sharing small blocks`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
