@@ -86,6 +86,9 @@ func checkImageURL(s string) string {
 	if err != nil {
 		return "invalid URL " + shown
 	}
+	if strings.Contains(s, " ") {
+		return "a URL has no spaces (write %20): " + shown
+	}
 	switch u.Scheme {
 	case "file":
 		// file://host/path would silently drop the host, and file:rel has no path at all.

@@ -576,6 +576,74 @@ func TestParseErrors(t *testing.T) {
 			`f.yaml:8:21: service web: update.drain: want a duration such as 5s, got string "soon"`}},
 		{"merge of a scalar", svc(`update: {<<: 3}`), []string{
 			`f.yaml:8:18: service web: merge key (<<) wants a mapping or a list of mappings, got integer 3`}},
+		// Bounds of issue 7: every string printable and short, every number and duration
+		// in a range an operator would write.
+		{"drain 100000h", svc("update: {drain: 100000h}"), []string{
+			`f.yaml:8:21: service web: update.drain must be at most 1h, got 100000h`}},
+		{"drain negative huge", svc("update: {drain: -100000h}"), []string{
+			`f.yaml:8:21: service web: update.drain must not be negative, got -100000h`}},
+		{"healthy_deadline over a day", svc("update: {healthy_deadline: 25h}"), []string{
+			`f.yaml:8:32: service web: update.healthy_deadline must be at most 24h, got 25h`}},
+		{"shutdown_timeout over an hour", svc("update: {shutdown_timeout: 61m}"), []string{
+			`f.yaml:8:32: service web: update.shutdown_timeout must be at most 1h, got 61m`}},
+		{"min_healthy_time over a day", svc("update: {min_healthy_time: 48h}"), []string{
+			`f.yaml:8:32: service web: update.min_healthy_time must be at most 24h, got 48h`}},
+		{"min_healthy_time negative", svc("update: {min_healthy_time: -1s}"), []string{
+			`f.yaml:8:32: service web: update.min_healthy_time must not be negative, got -1s`}},
+		{"check interval over 10m", svc("check: {http: /, interval: 11m, timeout: 1s}"), []string{
+			`f.yaml:7:32: service web: check.interval must be at most 10m, got 11m`}},
+		{"check timeout over 10m", svc("check: {http: /, timeout: 1h}"), []string{
+			`f.yaml:7:31: service web: check.timeout must be at most 10m, got 1h`}},
+		{"chaos interval over 30 days", svc("chaos: {interval: 721h}"), []string{
+			`f.yaml:8:23: service web: chaos.interval must be at most 720h, got 721h`}},
+		{"cmdline with control character", svc(`image: {kernel: {url: "file:///k", sha256: "` + hexA + `"}, cmdline: "console=ttyS0\x01 quiet"}`), []string{
+			`f.yaml:4:126: service web: image.cmdline: character U+0001 at byte 13 is not printable: "console=ttyS0\x01 quiet"`}},
+		{"cmdline with NUL", svc(`image: {kernel: {url: "file:///k", sha256: "` + hexA + `"}, cmdline: "a\0b"}`), []string{
+			`f.yaml:4:126: service web: image.cmdline: character U+0000 at byte 1 is not printable: "a\x00b"`}},
+		{"cmdline with XML-invalid character", svc(`image: {kernel: {url: "file:///k", sha256: "` + hexA + `"}, cmdline: "a\uFFFEb"}`), []string{
+			`f.yaml:4:126: service web: image.cmdline: character U+FFFE at byte 1 is not printable: "a\ufffeb"`}},
+		{"cmdline with line break", svc(`image: {kernel: {url: "file:///k", sha256: "` + hexA + `"}, cmdline: "a\nb"}`), []string{
+			`f.yaml:4:126: service web: image.cmdline: character U+000A at byte 1 is not printable: "a\nb"`}},
+		{"cmdline with C1 control", svc(`image: {kernel: {url: "file:///k", sha256: "` + hexA + `"}, cmdline: "a\x85b"}`), []string{
+			`f.yaml:4:126: service web: image.cmdline: character U+0085 at byte 1 is not printable: "a\u0085b"`}},
+		{"cmdline too long", svc(`image: {kernel: {url: "file:///k", sha256: "` + hexA + `"}, cmdline: "` + strings.Repeat("q", 2049) + `"}`), []string{
+			`f.yaml:4:126: service web: image.cmdline is 2049 bytes, more than the 2048 allowed: "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"… (2049 bytes)`}},
+		{"version too long", svc("version: " + strings.Repeat("1", 129)), []string{
+			`f.yaml:3:14: service web: version is 129 bytes, more than the 128 allowed: "1111111111111111111111111111111111111111111111111111111111111111"… (129 bytes)`}},
+		{"version with control character", svc(`version: "v1\a"`), []string{
+			`f.yaml:3:14: service web: version: character U+0007 at byte 2 is not printable: "v1\a"`}},
+		{"url too long", svc(`image: {kernel: {url: "file:///` + strings.Repeat("k", 2048) + `", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url is 2056 bytes, more than the 2048 allowed: "file:///kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"… (2056 bytes)`}},
+		{"url with a space", svc(`image: {kernel: {url: "file:///k k", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url: a URL has no spaces (write %20): "file:///k%20k"`}},
+		{"url credentials masked", svc(`image: {kernel: {url: "ftp://user:hunter2@h/k", sha256: "` + hexA + `"}}`), []string{
+			`f.yaml:4:27: service web: image.kernel.url: URL "ftp://user:xxxxx@h/k": want a file://, http:// or https:// URL`}},
+		{"check path too long", svc("check: {http: /" + strings.Repeat("h", 1024) + "}"), []string{
+			`f.yaml:7:19: service web: check.http is 1025 bytes, more than the 1024 allowed: "/hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"… (1025 bytes)`}},
+		{"check path with a space", svc(`check: {http: "/health z"}`), []string{
+			`f.yaml:7:19: service web: check.http: want a URL path (and query) without spaces or '#', got "/health z"`}},
+		{"check path with fragment", svc(`check: {http: "/health#z"}`), []string{
+			`f.yaml:7:19: service web: check.http: want a URL path (and query) without spaces or '#', got "/health#z"`}},
+		{"bridge name too long", svc("network: {mode: bridge, bridge: br0123456789abcd}"), []string{
+			`f.yaml:8:37: service web: network.bridge is 16 bytes, more than the 15 allowed: "br0123456789abcd"`}},
+		{"bridge name with slash", svc("network: {mode: bridge, bridge: ../eth0}"), []string{
+			`f.yaml:8:37: service web: network.bridge: want letters, digits, '_', '.' or '-' (not first), got "../eth0"`}},
+		{"network name with space", svc(`network: {mode: network, network: "my net"}`), []string{
+			`f.yaml:8:39: service web: network.network: want letters, digits, '_', '.' or '-' (not first), got "my net"`}},
+		{"replicas over 1000", svc("replicas: 1001"), []string{
+			`f.yaml:8:15: service web: replicas must be between 0 and 1000, got 1001`}},
+		{"cpus over 256", svc("cpus: 257"), []string{
+			`f.yaml:8:11: service web: cpus must be between 1 and 256, got 257`}},
+		{"memory under 16MiB", svc("memory: 8MiB"), []string{
+			`f.yaml:8:13: service web: memory must be at least 16MiB, got 8MiB`}},
+		{"memory over 1TiB", svc("memory: 1025GiB"), []string{
+			`f.yaml:8:13: service web: memory 1025GiB is too large: at most 1024GiB`}},
+		{"max_surge over 1000", svc("update: {strategy: rolling, max_surge: 100000}"), []string{
+			`f.yaml:8:44: service web: update.max_surge must be between 0 and 1000, got 100000`}},
+		{"share_consul_service not a boolean", svc(`share_consul_service: "yes"`), []string{
+			`f.yaml:8:27: service web: share_consul_service: want true or false, got string "yes"`}},
+		{"long sha256 excerpted", svc(`image: {kernel: {url: "file:///k", sha256: "` + strings.Repeat("a", 1000) + `"}}`), []string{
+			`f.yaml:4:48: service web: image.kernel.sha256: want 64 hex digits, got "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"… (1000 bytes)`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
