@@ -112,7 +112,10 @@ func load(fsys fs.FS, name string, display func(string) string) (*Fleet, error) 
 	}
 	var budget fleetBudget
 	if !info.IsDir() {
-		file, err := readOne(fsys, name, info, display, &budget)
+		if err := measure(name, info, display, &budget); err != nil {
+			return nil, err
+		}
+		file, err := readOne(fsys, name, display)
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +125,9 @@ func load(fsys fs.FS, name string, display func(string) string) (*Fleet, error) 
 	if err != nil {
 		return nil, fmt.Errorf("load fleet directory %s: %w", display(name), err)
 	}
-	var files []fleetFile
+	// Every file is measured before any is read, so a fleet over a limit costs nothing
+	// to refuse.
+	var paths []string
 	for _, e := range entries { // in name order
 		if e.IsDir() || !isFleetFileName(e.Name()) {
 			continue
@@ -132,7 +137,14 @@ func load(fsys fs.FS, name string, display func(string) string) (*Fleet, error) 
 		if err != nil {
 			return nil, fmt.Errorf("load fleet %s: %w", display(p), err)
 		}
-		file, err := readOne(fsys, p, info, display, &budget)
+		if err := measure(p, info, display, &budget); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	var files []fleetFile
+	for _, p := range paths {
+		file, err := readOne(fsys, p, display)
 		if err != nil {
 			return nil, err
 		}
@@ -145,16 +157,21 @@ func load(fsys fs.FS, name string, display func(string) string) (*Fleet, error) 
 	return parseFiles(files)
 }
 
-// readOne reads one fleet file of fsys once its size fits the budget. Only regular
-// files are read: a FIFO or a device would block, or never end.
-func readOne(fsys fs.FS, p string, info fs.FileInfo, display func(string) string, budget *fleetBudget) (fleetFile, error) {
-	shown := display(p)
+// measure adds a file to the budget. Only regular files are fleet files: a FIFO or a
+// device would block the reader, or never end.
+func measure(p string, info fs.FileInfo, display func(string) string, budget *fleetBudget) error {
 	if !info.Mode().IsRegular() {
-		return fleetFile{}, fmt.Errorf("load fleet %s: not a regular file (%s)", shown, info.Mode().Type())
+		return fmt.Errorf("load fleet %s: not a regular file (%s)", display(p), info.Mode().Type())
 	}
-	if e := budget.add(shown, info.Size()); e != nil {
-		return fleetFile{}, Errors{e}
+	if e := budget.add(display(p), info.Size()); e != nil {
+		return Errors{e}
 	}
+	return nil
+}
+
+// readOne reads one measured fleet file.
+func readOne(fsys fs.FS, p string, display func(string) string) (fleetFile, error) {
+	shown := display(p)
 	f, err := fsys.Open(p)
 	if err != nil {
 		return fleetFile{}, fmt.Errorf("load fleet %s: %w", shown, err)

@@ -46,6 +46,7 @@ const fullFleet = `services:
     chaos:
       interval: 10m
       window: "22:30-02:00"
+    share_consul_service: true
   - name: db
     version: 7
     replicas: 0
@@ -81,8 +82,9 @@ func TestParseFull(t *testing.T) {
 				MinHealthyTime: 3 * time.Second, HealthyDeadline: 2 * time.Minute,
 				Drain: 10 * time.Second, ShutdownTimeout: time.Minute, AutoRollback: false,
 			},
-			Chaos: &Chaos{Interval: 10 * time.Minute, Window: &Window{Start: 22*time.Hour + 30*time.Minute, End: 2 * time.Hour}},
-			Pos:   Pos{File: "fleet.yaml", Line: 2, Col: 5},
+			Chaos:              &Chaos{Interval: 10 * time.Minute, Window: &Window{Start: 22*time.Hour + 30*time.Minute, End: 2 * time.Hour}},
+			ShareConsulService: true,
+			Pos:                Pos{File: "fleet.yaml", Line: 2, Col: 5},
 		},
 		{
 			Name: "db", Version: "7", Replicas: 0, CPUs: 1, MemoryMiB: 512,
@@ -95,7 +97,7 @@ func TestParseFull(t *testing.T) {
 				Drain: 5 * time.Second, ShutdownTimeout: 30 * time.Second, AutoRollback: true,
 			},
 			Chaos: &Chaos{Interval: time.Hour},
-			Pos:   Pos{File: "fleet.yaml", Line: 32, Col: 5},
+			Pos:   Pos{File: "fleet.yaml", Line: 33, Col: 5},
 		},
 	}}
 	if !reflect.DeepEqual(got, want) {
@@ -278,6 +280,22 @@ func TestParseStrategiesAndChaos(t *testing.T) {
 			s.Update.Strategy, s.Update.Canary = "canary", 2
 		})},
 		{"explicit blue-green", svc("update: {strategy: blue-green}"), minimalService(func(s *Service) {})},
+		{"share_consul_service", svc("share_consul_service: true"), minimalService(func(s *Service) { s.ShareConsulService = true })},
+		{"share_consul_service false", svc("share_consul_service: false"), minimalService(func(s *Service) {})},
+		{"largest values", svc("replicas: 1000", "cpus: 256", "memory: 1024GiB", "port: 65535",
+			"check: {http: \"/healthz?probe=1&x=%20\", interval: 10m, timeout: 10m}",
+			"update: {min_healthy_time: 23h59m, healthy_deadline: 24h, drain: 1h, shutdown_timeout: 1h}",
+			"chaos: {interval: 720h}"), minimalService(func(s *Service) {
+			s.Replicas, s.CPUs, s.MemoryMiB, s.Port = 1000, 256, 1<<20, 65535
+			s.Check = Check{HTTP: "/healthz?probe=1&x=%20", Interval: 10 * time.Minute, Timeout: 10 * time.Minute}
+			s.Update.MinHealthyTime, s.Update.HealthyDeadline = 23*time.Hour+59*time.Minute, 24*time.Hour
+			s.Update.Drain, s.Update.ShutdownTimeout = time.Hour, time.Hour
+			s.Chaos = &Chaos{Interval: 720 * time.Hour}
+		})},
+		{"smallest memory, printable unicode in version and cmdline", svc("memory: 16MiB", "version: \"1.0 – ünïcode\"",
+			`image: {kernel: {url: "file:///k", sha256: "`+hexA+`"}, cmdline: "console=ttyS0 motd=héllo"}`), minimalService(func(s *Service) {
+			s.MemoryMiB, s.Version, s.Image.Cmdline = 16, "1.0 – ünïcode", "console=ttyS0 motd=héllo"
+		})},
 		{"chaos without window", svc("chaos: {interval: 10m}"), minimalService(func(s *Service) {
 			s.Chaos = &Chaos{Interval: 10 * time.Minute}
 		})},
