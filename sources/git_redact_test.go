@@ -18,26 +18,6 @@ import (
 	"github.com/drover-dev/drover/testenv"
 )
 
-// syncBuffer is a log sink safe for the goroutines a Git logs from.
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
-}
-
 // filesContaining lists the files under dir whose bytes contain secret.
 func filesContaining(t *testing.T, dir, secret string) []string {
 	t.Helper()
@@ -75,7 +55,7 @@ func TestGitCredentialsNeverShown(t *testing.T) {
 		t.Fatalf("test URL %s carries no password", url)
 	}
 
-	logs := newSyncBuffer()
+	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	state := t.TempDir()
 	dir := filepath.Join(state, "git")

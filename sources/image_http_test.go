@@ -225,24 +225,6 @@ func TestImageHTTPInterruptedRetried(t *testing.T) {
 	assertOnlyCached(t, dir, a.SHA256)
 }
 
-// syncBuffer is a log destination tests read while downloads write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestImageHTTPCredentialsNeverShown(t *testing.T) {
 	content := bytes.Repeat([]byte("x"), 64<<10)
 	srv := newImageServer(t, content)
