@@ -157,7 +157,7 @@ func TestNotManagedAndNotFound(t *testing.T) {
 		})
 	}
 	// Refused means untouched: the foreign domain still runs.
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func defineRaw(t *testing.T, d *Driver, name, metadata string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
