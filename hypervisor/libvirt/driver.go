@@ -51,7 +51,8 @@ type Driver struct {
 	conn   *libvirt.Connect
 	dead   []*libvirt.Connect // replaced connections, closed by Close
 
-	defineMu sync.Mutex // validated defines take turns: see define
+	defineMu sync.Mutex     // validated defines take turns: see define
+	inflight sync.WaitGroup // calls running in libvirt, perhaps abandoned by their caller
 
 	locks  hypervisor.NameLocks
 	drifts driftCache
@@ -108,8 +109,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	return d, nil
 }
 
-// Close releases the libvirt connection. VMs keep running.
+// Close releases the libvirt connection. VMs keep running. A connection is never
+// closed under a call still in libvirt (libvirt would crash): if one is still blocked
+// after a few seconds, Close leaves the connection to the process's exit.
 func (d *Driver) Close() error {
+	idle := make(chan struct{})
+	go func() {
+		d.inflight.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-time.After(closeWait):
+		return fmt.Errorf("close libvirt connection %s: calls still blocked in libvirt after %v; connection left open", d.uri, closeWait)
+	}
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
 	var errs []error
@@ -158,7 +171,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (hypervisor.V
 	if verr := spec.Validate(hypervisor.NetworkUser, hypervisor.NetworkBridge, hypervisor.NetworkLibvirt); verr != nil {
 		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
 	}
-	vm, err := bounded(ctx, func() (hypervisor.VM, error) { return d.create(ctx, spec) }, nil)
+	vm, err := bounded(ctx, &d.inflight, func() (hypervisor.VM, error) { return d.create(ctx, spec) }, nil)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("create vm %s: %w", spec.Name, err)
 	}
@@ -359,7 +372,7 @@ func removeFileAndRotations(path string) error {
 
 // List returns every domain carrying Drover's metadata, running or not, sorted by name.
 func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
-	return bounded(ctx, func() ([]hypervisor.VM, error) { return d.list(ctx) }, nil)
+	return bounded(ctx, &d.inflight, func() ([]hypervisor.VM, error) { return d.list(ctx) }, nil)
 }
 
 func (d *Driver) list(ctx context.Context) ([]hypervisor.VM, error) {
@@ -403,7 +416,7 @@ func (d *Driver) list(ctx context.Context) ([]hypervisor.VM, error) {
 // Get returns one managed VM: hypervisor.ErrNotFound if no domain has that name,
 // hypervisor.ErrNotManaged if it is not Drover's.
 func (d *Driver) Get(ctx context.Context, name string) (hypervisor.VM, error) {
-	vm, err := bounded(ctx, func() (hypervisor.VM, error) { return d.get(ctx, name) }, nil)
+	vm, err := bounded(ctx, &d.inflight, func() (hypervisor.VM, error) { return d.get(ctx, name) }, nil)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
 	}
@@ -423,7 +436,7 @@ func (d *Driver) get(ctx context.Context, name string) (hypervisor.VM, error) {
 // Shutdown presses the VM's ACPI power button and waits up to timeout for it to
 // power off, then pulls the plug. The domain stays defined.
 func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
-	if err := bounded0(ctx, func() error { return d.shutdown(ctx, name, timeout) }); err != nil {
+	if err := bounded0(ctx, &d.inflight, func() error { return d.shutdown(ctx, name, timeout) }); err != nil {
 		return fmt.Errorf("shut down vm %s: %w", name, err)
 	}
 	return nil
@@ -477,7 +490,7 @@ func (d *Driver) shutdown(ctx context.Context, name string, timeout time.Duratio
 // Destroy stops a managed VM if it runs, removes its overlay and console log, and
 // undefines it. A domain that is not Drover's is refused with hypervisor.ErrNotManaged.
 func (d *Driver) Destroy(ctx context.Context, name string) error {
-	if err := bounded0(ctx, func() error { return d.destroy(ctx, name) }); err != nil {
+	if err := bounded0(ctx, &d.inflight, func() error { return d.destroy(ctx, name) }); err != nil {
 		return fmt.Errorf("destroy vm %s: %w", name, err)
 	}
 	return nil
