@@ -20,18 +20,18 @@ import (
 	"github.com/drover-dev/drover/hypervisor"
 )
 
-// DefaultURI is the libvirt connection used when Config.URI is empty.
-const DefaultURI = "qemu:///system"
+// defaultURI is the libvirt connection used when Config.URI is empty.
+const defaultURI = "qemu:///system"
 
-// ErrInvalidSpec is returned by Create for a spec that cannot be created; nothing was made.
-var ErrInvalidSpec = errors.New("invalid vm spec")
+// errInvalidSpec is returned by Create for a spec that cannot be created; nothing was made.
+var errInvalidSpec = errors.New("invalid vm spec")
 
-// ErrExists is returned by Create when a domain of that name is already defined.
-var ErrExists = errors.New("vm already exists")
+// errExists is returned by Create when a domain of that name is already defined.
+var errExists = errors.New("vm already exists")
 
 // Config says where the driver works.
 type Config struct {
-	URI      string // libvirt connection URI; DefaultURI if empty
+	URI      string // libvirt connection URI; defaultURI if empty
 	StateDir string // overlays and console logs go under StateDir/libvirt
 }
 
@@ -62,7 +62,7 @@ type Driver struct {
 // New connects to libvirt at cfg.URI and decides between KVM and TCG once.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if cfg.URI == "" {
-		cfg.URI = DefaultURI
+		cfg.URI = defaultURI
 	}
 	if cfg.StateDir == "" {
 		return nil, fmt.Errorf("libvirt driver: no state directory")
@@ -169,7 +169,7 @@ func (d *Driver) connection(ctx context.Context) (*libvirt.Connect, error) {
 // background, and List shows the outcome.
 func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (hypervisor.VM, error) {
 	if verr := spec.Validate(hypervisor.NetworkUser, hypervisor.NetworkBridge, hypervisor.NetworkLibvirt); verr != nil {
-		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
+		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, errInvalidSpec, verr)
 	}
 	vm, err := bounded(ctx, &d.inflight, func() (hypervisor.VM, error) { return d.create(ctx, spec) }, nil)
 	if err != nil {
@@ -189,7 +189,7 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}
 	if dom, lerr := conn.LookupDomainByName(spec.Name); lerr == nil {
 		dom.Free()
-		return hypervisor.VM{}, ErrExists
+		return hypervisor.VM{}, errExists
 	} else if !isVirErr(lerr, libvirt.ERR_NO_DOMAIN) {
 		return hypervisor.VM{}, fmt.Errorf("look up domain: %w", lerr)
 	}
