@@ -59,7 +59,10 @@ type Driver struct {
 	ports  hypervisor.HostPorts // host ports handed to Creates still in flight
 }
 
-// New connects to libvirt at cfg.URI and decides between KVM and TCG once.
+// New connects to libvirt at cfg.URI (bounded by ctx and connectTimeout), decides
+// between KVM and TCG once, and, for the local system daemon, fails unless libvirt's
+// QEMU user can traverse down to the state directory: better now than at every VM's
+// start, after its images were fetched.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if cfg.URI == "" {
 		cfg.URI = defaultURI
@@ -82,6 +85,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	// reach the overlays and console logs in here.
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("libvirt driver: create state directory: %w", err)
+	}
+	// Past a restrictive umask: this directory is Drover's own.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("libvirt driver: state directory: %w", err)
 	}
 	log = log.With("driver", "libvirt", "uri", cfg.URI)
 	// Before any connection: keepalive needs the event loop.
