@@ -51,6 +51,7 @@ type Driver struct {
 	conn   *libvirt.Connect
 	dead   []*libvirt.Connect // replaced connections, closed by Close
 
+	qemuGID  int            // QEMU's group from libvirt's DAC label; -1 if none
 	defineMu sync.Mutex     // validated defines take turns: see define
 	inflight sync.WaitGroup // calls running in libvirt, perhaps abandoned by their caller
 
@@ -106,6 +107,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 		pickPort: hypervisor.FreeLocalPort,
 		now:      time.Now,
 		conn:     conn,
+		qemuGID:  -1,
 	}
 	d.virtType = chooseVirtType(conn, cfg.URI, d.log)
 	if err := d.checkStateDir(conn); err != nil {
@@ -251,6 +253,9 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		if err := hypervisor.CreateOverlay(ctx, qemuImg, p.overlay, spec.Disk, p.backingFmt); err != nil {
 			return hypervisor.VM{}, err
 		}
+		if err := d.protectOverlay(p.overlay); err != nil {
+			return hypervisor.VM{}, err
+		}
 	}
 
 	user := spec.Network.Mode == hypervisor.NetworkUser
@@ -300,6 +305,24 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	made.dom = nil
 	log.Info("vm created", "virt_type", d.virtType, "host_port", p.hostPort)
 	return vm, nil
+}
+
+// protectOverlay makes an overlay, which holds what the guest wrote, readable by
+// QEMU only: root and QEMU's group, not every local user as the umask would. libvirt
+// chowns it to QEMU's user at start anyway (dynamic_ownership); the group keeps it
+// usable where that is off.
+func (d *Driver) protectOverlay(path string) error {
+	mode := os.FileMode(0o600)
+	if d.qemuGID >= 0 {
+		if err := os.Chown(path, -1, d.qemuGID); err != nil {
+			return fmt.Errorf("overlay %s: %w", path, err)
+		}
+		mode = 0o660
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("overlay %s: %w", path, err)
+	}
+	return nil
 }
 
 // qemuImg is the qemu-img Drover runs for overlays, from PATH: libvirt runs QEMU
