@@ -160,7 +160,7 @@ func TestMemBytes(t *testing.T) {
 // edit does, keeping everything else (Drover's metadata included).
 func redefine(t *testing.T, d *Driver, name string, edit func(*libvirtxml.Domain)) {
 	t.Helper()
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestListReportsDrift(t *testing.T) {
 	}
 
 	// virsh setvcpus --live 1: only the running VM changes.
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

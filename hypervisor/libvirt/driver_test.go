@@ -120,8 +120,8 @@ func TestCreateSameNameTwice(t *testing.T) {
 		t.Fatalf("Create: %v", err)
 	}
 	_, err := d.Create(ctx, spec)
-	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), spec.Name) {
-		t.Fatalf("second Create: want ErrExists naming the vm, got %v", err)
+	if !errors.Is(err, errExists) || !strings.Contains(err.Error(), spec.Name) {
+		t.Fatalf("second Create: want errExists naming the vm, got %v", err)
 	}
 	// The failed Create must not have cleaned up the first one's files.
 	if _, err := os.Stat(filepath.Join(d.dir, overlayName(spec.Name))); err != nil {
@@ -157,7 +157,7 @@ func TestNotManagedAndNotFound(t *testing.T) {
 		})
 	}
 	// Refused means untouched: the foreign domain still runs.
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func defineRaw(t *testing.T, d *Driver, name, metadata string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -37,8 +38,8 @@ func readMetadata(dom *libvirt.Domain) (vmMetadata, hypervisor.Metadata, error) 
 }
 
 // lookupManaged finds a domain Drover may act on. The caller frees it.
-func (d *Driver) lookupManaged(name string) (*libvirt.Domain, vmMetadata, error) {
-	conn, err := d.connection()
+func (d *Driver) lookupManaged(ctx context.Context, name string) (*libvirt.Domain, vmMetadata, error) {
+	conn, err := d.connection(ctx)
 	if err != nil {
 		return nil, vmMetadata{}, err
 	}
