@@ -2,6 +2,10 @@
 // the behaviour the reconciler relies on, checked the same way against libvirt, the
 // direct QEMU driver and libvirt's test driver. A driver's tests call Conformance
 // with a Harness that says how to make the driver and how to look behind its back.
+//
+// The package builds no test environment of its own: the guest images, the kernel
+// command line builders and the skip-or-fail policy for missing tools come in through
+// the Harness, so it does not depend on testenv (whose callers do).
 package hypervisortest
 
 import (
@@ -12,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,6 +47,11 @@ type Images struct {
 	Initrd    string
 	Cmdline   func(version string) string
 	GuestPort int
+	// Reach returns the kernel command line words that make the guest, once its
+	// network is up, try to open a TCP connection to addr ("IP:PORT") and serve the
+	// outcome on GET /reach: "reached" if the peer sent the line "drover-reach", else
+	// "unreachable". Needed with RunsGuests.
+	Reach func(addr string) string
 }
 
 // Env is one driver on fresh state plus the hooks that look behind its back.
@@ -75,6 +85,10 @@ type Harness struct {
 	NamePrefix string
 	// BootTimeout bounds the wait for a guest's /healthz; 2 minutes if zero.
 	BootTimeout time.Duration
+	// Unavailable stops a test whose tool is missing here (qemu-img): a skip with
+	// the reason locally, a failure where everything must run. testenv.Unavailable
+	// does that; nil skips.
+	Unavailable func(t testing.TB, format string, args ...any)
 }
 
 // Conformance runs the suite. Subtests share nothing but the harness; each cleans up
@@ -92,6 +106,15 @@ func Conformance(t *testing.T, h Harness) {
 	if h.Images.Cmdline == nil {
 		t.Fatal("conformance harness: Images.Cmdline is not set")
 	}
+	if h.RunsGuests && h.Images.Reach == nil {
+		t.Fatal("conformance harness: RunsGuests without Images.Reach")
+	}
+	if h.Unavailable == nil {
+		h.Unavailable = func(t testing.TB, format string, args ...any) {
+			t.Helper()
+			t.Skipf("skipping: "+format, args...)
+		}
+	}
 	s := &suite{h: h}
 	t.Run("UnknownVM", s.unknownVM)
 	t.Run("InvalidSpec", s.invalidSpec)
@@ -99,6 +122,7 @@ func Conformance(t *testing.T, h Harness) {
 	t.Run("Lifecycle", s.lifecycle)
 	t.Run("DestroyRunning", s.destroyRunning)
 	t.Run("Drift", s.drift)
+	t.Run("UserNetworkCannotReachHost", s.userNetworkIsolated)
 }
 
 type suite struct{ h Harness }
@@ -238,6 +262,9 @@ func (s *suite) lifecycle(t *testing.T) {
 	env := s.h.New(t)
 	d := env.Driver
 	ctx := t.Context()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		s.h.Unavailable(t, "qemu-img not installed (install qemu-utils)")
+	}
 	golden := MakeGolden(t, "qcow2")
 	goldenSum := SHA256File(t, golden)
 

@@ -94,9 +94,12 @@ func TestDefinitionDrift(t *testing.T) {
 		}, []string{"disk disk vda: backing file created as " + user.Disk + ", now /elsewhere.raw"}},
 		{"port forward changed", user, func(d *libvirtxml.Domain) {
 			d.QEMUCommandline.Args[1].Value = "user,id=drover0,hostfwd=tcp:0.0.0.0:41000-:8080"
-		}, []string{`network: qemu arguments created as "-netdev user,id=drover0,hostfwd=tcp:127.0.0.1:41000-:8080 ` +
+		}, []string{`network: qemu arguments created as "-netdev user,id=drover0,restrict=on,hostfwd=tcp:127.0.0.1:41000-:8080 ` +
 			`-device virtio-net-pci,netdev=drover0,bus=pcie.0,addr=0x10,romfile=", now "-netdev ` +
 			`user,id=drover0,hostfwd=tcp:0.0.0.0:41000-:8080 -device virtio-net-pci,netdev=drover0,bus=pcie.0,addr=0x10,romfile="`}},
+		{"user networking defined before it was restricted", user, func(d *libvirtxml.Domain) {
+			d.QEMUCommandline.Args[1].Value = "user,id=drover0,hostfwd=tcp:127.0.0.1:41000-:8080"
+		}, []string{"network: user networking not restricted (defined by an older Drover): the guest can reach services on the host's 127.0.0.1"}},
 		{"interface added to user networking", user, func(d *libvirtxml.Domain) {
 			d.Devices.Interfaces = append(d.Devices.Interfaces, bridgeIface("br9"))
 		}, []string{"network: interface added (bridge br9)"}},

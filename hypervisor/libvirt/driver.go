@@ -214,7 +214,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	made.remove()
 
 	if spec.Disk != "" {
-		if p.backingFmt, err = hypervisor.ProbeImage(ctx, qemuImg, spec.Disk); err != nil {
+		if p.backingFmt, err = hypervisor.InspectGolden(ctx, qemuImg, spec.Disk); err != nil {
 			return hypervisor.VM{}, err
 		}
 		p.overlay = filepath.Join(d.dir, overlayName(spec.Name))

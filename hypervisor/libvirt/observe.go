@@ -106,8 +106,13 @@ func mapState(st libvirt.DomainState, reason int) hypervisor.State {
 		// SHUTDOWN is "being shut down": still running until it is off.
 		return hypervisor.StateRunning
 	case libvirt.DOMAIN_PAUSED:
-		if libvirt.DomainPausedReason(reason) == libvirt.DOMAIN_PAUSED_STARTING_UP {
+		switch libvirt.DomainPausedReason(reason) {
+		case libvirt.DOMAIN_PAUSED_STARTING_UP:
 			return hypervisor.StateStarting
+		case libvirt.DOMAIN_PAUSED_IOERROR:
+			// A write failed (disk full under the overlay): alive, and a new VM
+			// would hit the same disk.
+			return hypervisor.StatePausedIOError
 		}
 		return hypervisor.StatePaused
 	case libvirt.DOMAIN_PMSUSPENDED:
