@@ -251,6 +251,9 @@ func (r *Reconciler) noteOtherFleets(others map[string]int) {
 
 // Plan computes what a pass over rev would do, changing nothing.
 func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, error) {
+	if err := r.Admit(rev); err != nil {
+		return Plan{}, err
+	}
 	p, _, err := r.plan(ctx, rev)
 	if err != nil {
 		return Plan{}, err

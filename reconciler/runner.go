@@ -40,6 +40,8 @@ type Status struct {
 	Converged bool      `json:"converged"`
 	Error     string    `json:"error,omitempty"`
 	Plan      string    `json:"plan,omitempty"`
+	// InProgress are the services whose rollout runs in the background.
+	InProgress []string `json:"in_progress,omitempty"`
 }
 
 // Status returns a copy of the latest status.
@@ -168,7 +170,7 @@ func (r *Runner) setError(commit string, err error) {
 func (r *Runner) record(commit string, res Result, perr error, converged bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.status = Status{Revision: commit, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String()}
+	r.status = Status{Revision: commit, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String(), InProgress: res.InProgress}
 	if err := errors.Join(perr, res.Err); err != nil {
 		r.status.Error = err.Error()
 	}
