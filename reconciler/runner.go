@@ -140,8 +140,12 @@ func (r *Runner) Run(ctx context.Context) error {
 				wait = r.Interval
 			}
 		}
+		finished := r.Reconciler.Finished()
 		if wait == 0 {
 			wait = bo.Next()
+			// Backing off: a rollout that fails at once (an image server down, say)
+			// must not wake the next attempt at once, in a loop.
+			finished = nil
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -151,7 +155,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-r.Wake:
 			t.Stop()
-		case <-r.Reconciler.Finished():
+		case <-finished:
 			t.Stop()
 		}
 	}
