@@ -44,6 +44,21 @@ func newImageRoots(dirs []string) ([]imageRoot, error) {
 	return roots, nil
 }
 
+// rootsAvoid refuses a root that holds the cache dir: it would hold the state dir
+// beside it too, and a commit could copy another VM's disk overlay into its image.
+func rootsAvoid(roots []imageRoot, cacheDir string) error {
+	real := cacheDir
+	if r, err := filepath.EvalSymlinks(filepath.Dir(cacheDir)); err == nil {
+		real = filepath.Join(r, filepath.Base(cacheDir))
+	}
+	for _, p := range []string{cacheDir, real} {
+		if r, _, ok := within(roots, p, false); ok {
+			return fmt.Errorf("image root %s holds the image cache %s and the state beside it (VM disks): give a directory of images only", r.dir, cacheDir)
+		}
+	}
+	return nil
+}
+
 // within returns the root that holds p and p relative to it.
 func within(roots []imageRoot, p string, real bool) (imageRoot, string, bool) {
 	for _, r := range roots {

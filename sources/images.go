@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -91,9 +92,11 @@ type ImageCache struct {
 }
 
 type download struct {
-	url  string
-	done chan struct{}
-	err  error // set before done is closed
+	url     string
+	done    chan struct{}
+	err     error                   // set before done is closed
+	waiters int                     // Gets waiting for it, under ImageCache.mu
+	cancel  context.CancelCauseFunc // abandons it
 }
 
 // tempPrefix marks downloads in progress; they are never taken for cached images.
@@ -122,6 +125,9 @@ func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) 
 	if err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
 	}
+	if err := rootsAvoid(roots, abs); err != nil {
+		return nil, fmt.Errorf("image cache: %w", err)
+	}
 	policy, err := newHostPolicy(cfg.AllowHosts)
 	if err != nil {
 		return nil, fmt.Errorf("image cache: %w", err)
@@ -144,9 +150,14 @@ func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) 
 	if c.timeout == 0 {
 		c.timeout = DefaultImageDownloadTimeout
 	}
-	// Created private first: the mode is widened to the group's only once it is set.
+	// The parent (the state dir) is QEMU's way in too: created traversable, as before.
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
+	}
+	// The cache's own directories are created private: the mode is widened to the
+	// group's only once the group is set.
 	for _, d := range []string{abs, c.dir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
 		}
 	}
@@ -169,11 +180,21 @@ func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) 
 		return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
 	}
 	for _, e := range entries {
+		p := filepath.Join(c.dir, e.Name())
 		if strings.HasPrefix(e.Name(), tempPrefix) {
-			if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil {
+			if err := os.Remove(p); err != nil {
 				return nil, fmt.Errorf("image cache %s: remove unfinished download: %w", cfg.Dir, err)
 			}
 			log.Info("removed unfinished image download", "file", e.Name())
+			continue
+		}
+		// Images an older Drover cached readable by all are tightened now, not only
+		// when next used. A file libvirt has handed to QEMU's user for a running VM
+		// may refuse a Drover that is not root; it is tightened on its next use.
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			if err := perm.apply(p, info); err != nil {
+				log.Warn("cannot set the mode of a cached image", "file", e.Name(), "err", err)
+			}
 		}
 	}
 	log.Debug("image cache ready", "dir", abs, "group", group, "roots", c.rootList(), "max_size", c.maxSize, "download_timeout", c.timeout)
@@ -186,9 +207,14 @@ func (c *ImageCache) Path(sha256Hex string) string {
 }
 
 // Get returns the path of the verified image a, downloading it if it is not cached.
-// Concurrent calls for one digest download it once. A URL the policy refuses is
+// Concurrent calls for one digest share one download. A URL the policy refuses is
 // refused even when its digest is cached, so a commit's outcome does not depend on
 // what the cache happens to hold. See ErrImageUnavailable for what its errors mean.
+//
+// The download is bounded by DownloadTimeout, not by ctx's deadline: a caller whose
+// deadline passes gets its ctx error at once, while the download goes on so that the
+// next Get finds the image (or joins the download) instead of starting over. It stops
+// early only when every caller waiting for it was cancelled.
 func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 	digest := strings.ToLower(a.SHA256)
 	if !sha256RE.MatchString(digest) {
@@ -199,53 +225,83 @@ func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 	}
 	final := c.Path(digest)
 	for {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), err)
+		}
 		c.mu.Lock()
 		// Checked under the lock: a finished download renames before leaving inflight,
 		// and Collect removes under it.
 		if cached(final) {
 			if err := c.perm.touch(final, c.now()); err != nil {
-				c.log.Warn("cannot record use of cached image", "sha256", digest, "err", err)
+				// EPERM: a Drover that is not root, on a file libvirt handed to QEMU for
+				// a running VM, which is in use anyway.
+				level := slog.LevelWarn
+				if errors.Is(err, fs.ErrPermission) {
+					level = slog.LevelDebug
+				}
+				c.log.Log(ctx, level, "cannot record use of cached image", "sha256", digest, "err", err)
 			}
 			c.mu.Unlock()
 			return final, nil
 		}
 		d, ok := c.inflight[digest]
 		if !ok {
-			d = &download{url: a.URL, done: make(chan struct{})}
-			c.inflight[digest] = d
-			c.mu.Unlock()
-			err := c.download(ctx, a.URL, digest, final)
-			c.mu.Lock()
-			delete(c.inflight, digest)
-			d.err = err
-			close(d.done)
-			c.mu.Unlock()
-			if err != nil {
-				return "", err
-			}
-			return final, nil
+			d = c.start(ctx, a.URL, digest, final)
 		}
+		d.waiters++
 		c.mu.Unlock()
-		if c.joined != nil {
+		if ok && c.joined != nil {
 			c.joined(digest)
 		}
+
 		select {
 		case <-d.done:
 		case <-ctx.Done():
+			c.mu.Lock()
+			d.waiters--
+			last := d.waiters == 0 && errors.Is(ctx.Err(), context.Canceled)
+			if last {
+				d.cancel(context.Canceled)
+			}
+			c.mu.Unlock()
+			if last {
+				// Wait for the abandoned download to clean up after itself: it stops at
+				// its next read.
+				<-d.done
+			}
 			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), ctx.Err())
 		}
+		c.mu.Lock()
+		d.waiters--
+		c.mu.Unlock()
 		if d.err == nil {
 			return final, nil
 		}
-		// The other call's failure is ours only if it had our URL and was not merely
-		// cancelled by its own caller.
-		if d.url == a.URL && !errors.Is(d.err, context.Canceled) && !errors.Is(d.err, context.DeadlineExceeded) {
+		// Another caller's failure is ours only if it had our URL and was not abandoned
+		// by its callers.
+		if d.url == a.URL && !errors.Is(d.err, context.Canceled) {
 			return "", d.err
 		}
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), ctx.Err())
-		}
 	}
+}
+
+// start begins downloading digest in the background; c.mu is held. The download keeps
+// ctx's values but not its cancellation or deadline: the waiters decide when it is
+// abandoned.
+func (c *ImageCache) start(ctx context.Context, rawURL, digest, final string) *download {
+	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	d := &download{url: rawURL, done: make(chan struct{}), cancel: cancel}
+	c.inflight[digest] = d
+	go func() {
+		defer cancel(nil)
+		err := c.download(dctx, rawURL, digest, final)
+		c.mu.Lock()
+		delete(c.inflight, digest)
+		d.err = err
+		close(d.done)
+		c.mu.Unlock()
+	}()
+	return d
 }
 
 func cached(p string) bool {
