@@ -10,8 +10,9 @@ import (
 	"github.com/drover-dev/drover/sources"
 )
 
-// Pass reads the world, diffs it against rev and acts, and waits for what it started:
-// `drover plan`-like callers and tests get the whole outcome. The Runner uses Start.
+// Pass reads the world, diffs it against rev, acts, and waits for what it started, for
+// callers that want the whole outcome of one pass (tests, benchmarks). It refuses a
+// commit over the host budget. The Runner uses Start.
 func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, error) {
 	if err := r.Admit(rev); err != nil {
 		return Result{}, err
@@ -68,8 +69,8 @@ func (r *Reconciler) Start(ctx context.Context, rev sources.Revision) (Result, e
 				continue
 			}
 		}
-		slog := log.With("service", sp.Service)
-		if r.work.start(sp.Service, func() error { return r.execute(ctx, slog, rev.Commit, svc, sp) }) {
+		svcLog := log.With("service", sp.Service)
+		if r.work.start(sp.Service, func() error { return r.execute(ctx, svcLog, rev.Commit, svc, sp) }) {
 			res.Changed = true
 		}
 	}
