@@ -14,9 +14,6 @@ import (
 // callers that want the whole outcome of one pass (tests, benchmarks). It refuses a
 // commit over the host budget. The Runner uses Start.
 func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, error) {
-	if err := r.Admit(rev); err != nil {
-		return Result{}, err
-	}
 	res, err := r.Start(ctx, rev)
 	if err != nil {
 		return res, err
@@ -32,8 +29,12 @@ func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, er
 // one service does not hold back a newer commit's changes to the others. A service whose
 // rollout is still running is left alone (reported in progress) and planned again by the
 // next pass from whatever then exists. Start reports the errors of background rollouts
-// that ended since the previous call.
+// that ended since the previous call. A commit over the host budget is refused
+// (*BudgetError) before anything is read or done.
 func (r *Reconciler) Start(ctx context.Context, rev sources.Revision) (Result, error) {
+	if err := r.Admit(rev); err != nil {
+		return Result{}, err
+	}
 	// Taken before observing: a service busy at any instant of the observation may have
 	// VMs or registrations the snapshot caught half-made.
 	busy := r.work.busy()
