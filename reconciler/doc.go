@@ -4,8 +4,8 @@
 // gated on Consul health, in the background: one service's long drain or health gate
 // never holds back the next commit's changes to the others. It acts on the state it
 // reads, never on remembered events, so a pass after a restart simply continues from
-// whatever exists. Only what a commit may ask of the host is bounded before any of it
-// is read (Budget), and only a leader acts (Fence).
+// whatever exists. A commit that would need more of the host than its Budget is refused
+// before anything changes, and only a leader acts (Fence).
 //
 // The package owns the small interfaces it needs from the others (Hypervisor, Registrar,
 // Health, FailureStore, Images, Source) and translates between their types: sources,
