@@ -65,7 +65,7 @@ func (f *fakeFence) isLapsed() bool {
 func TestFenceCutsStepsInFlightAndStopsNewOnes(t *testing.T) {
 	w := newFakeWorld()
 	w.createGate = make(chan struct{}) // never opened: creates end only when cut
-	mem := &mapMemory{kv: map[string][]byte{}}
+	mem := &mapStore{kv: map[string][]byte{}}
 	r := fakeReconciler(t, w, func(c *Config) { c.Failures = mem })
 	fence := newFakeFence()
 	w.frozen = fence.isLapsed
