@@ -58,7 +58,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		d.close()
 		return nil, err
 	}
-	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: hv, Registry: registry, Memory: registry, Images: images, History: git, Log: log, Hook: hook,
+	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: hv, Registrar: registry, Health: registry, Failures: registry, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
 		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter})
 	if err != nil {
 		d.close()
