@@ -17,7 +17,7 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static gcc git ca-certificates
 
-.PHONY: all build deps testenv test test-short bench demo demo-clean vet fmt clean
+.PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 
 all: build
 
@@ -52,6 +52,12 @@ vet:
 ## test: install what the tests need, then run every test against the real components
 test: testenv vet
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) fuzz
+
+## fuzz: a short run of the fleet parser's fuzzer, seeded with hostile inputs (alias bombs, huge strings)
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./sources
 
 ## bench: the performance figures (see README)
 bench: testenv
