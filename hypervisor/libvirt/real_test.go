@@ -372,3 +372,32 @@ func TestRealParallelDefines(t *testing.T) {
 		t.Fatalf("parallel defines: %v", err)
 	}
 }
+
+// The console log is capped because virtlogd writes it (rotating at its max_size):
+// QEMU is handed a pipe to virtlogd (/dev/fdset/N), never the file itself.
+func TestRealConsoleLogGoesThroughVirtlogd(t *testing.T) {
+	d := realDriver(t)
+	imgs := testenv.Images(t)
+	spec := guestSpec(imgs, "real-console", "5.0.0")
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
+	if _, err := d.Create(t.Context(), spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	pids := hypervisortest.QEMUProcesses(spec.Name)
+	if len(pids) != 1 {
+		t.Fatalf("qemu processes of %s: want 1, got %v", spec.Name, pids)
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serial string
+	for _, a := range strings.Split(string(raw), "\x00") {
+		if strings.Contains(a, "id=charserial0") {
+			serial = a
+		}
+	}
+	if !strings.Contains(serial, "path=/dev/fdset/") {
+		t.Fatalf("serial chardev: want a file passed by virtlogd (path=/dev/fdset/N), got %q; is stdio_handler = \"file\" in qemu.conf?", serial)
+	}
+}
