@@ -26,6 +26,7 @@ type daemon struct {
 	opts       options
 	log        *slog.Logger
 	source     *sources.Git
+	registry   *discovery.Client // the process's one Consul client
 	reconciler *reconciler.Reconciler
 	closers    []func() error
 }
@@ -48,6 +49,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.registry = registry
 	hv, err := newDriver(ctx, o, log)
 	if err != nil {
 		return nil, err
@@ -111,16 +113,12 @@ func (d *daemon) plan(ctx context.Context, out io.Writer) error {
 }
 
 func (d *daemon) run(ctx context.Context) error {
-	registry, err := discovery.New(discovery.Config{Address: d.opts.consul}, d.log)
-	if err != nil {
-		return err
-	}
 	// A health check changing state (a VM died, say) starts the next pass at once
 	// instead of after --interval.
 	wake := make(chan struct{}, 1)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go registry.WatchHealth(watchCtx, func() {
+	go d.registry.WatchHealth(watchCtx, func() {
 		select {
 		case wake <- struct{}{}:
 		default:
@@ -153,7 +151,8 @@ func (d *daemon) run(ctx context.Context) error {
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}
-	return lead(ctx, registry, leaderKey(d.opts), d.opts.once, d.log, runner.Run)
+	leader := &reconciler.Leader{Elector: d.registry, Fleet: d.opts.fleetName(), Once: d.opts.once, Log: d.log}
+	return leader.Run(ctx, runner.Run)
 }
 
 func statusHandler(r *reconciler.Runner) http.Handler {

@@ -109,3 +109,11 @@ func (o *options) validate(withRun bool) error {
 	}
 	return nil
 }
+
+// fleetName is the fleet's name: --fleet, or else the ID of what it tracks.
+func (o options) fleetName() string {
+	if o.fleet != "" {
+		return o.fleet
+	}
+	return reconciler.FleetID(o.repo, o.branch, o.path)
+}
