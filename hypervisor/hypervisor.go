@@ -67,12 +67,17 @@ type State string
 
 // States.
 const (
-	StateRunning  State = "running"
-	StateShutoff  State = "shutoff"
-	StateCrashed  State = "crashed"
-	StatePaused   State = "paused"
-	StateStarting State = "starting"
-	StateUnknown  State = "unknown"
+	StateRunning State = "running"
+	StateShutoff State = "shutoff"
+	StateCrashed State = "crashed"
+	StatePaused  State = "paused"
+	// StatePausedIOError: the hypervisor paused the guest because its disk failed a
+	// write (most often the host filesystem under the overlay is full). The VM is
+	// alive and resumes once the cause is fixed; destroying and recreating it would
+	// hit the same full disk again, so it is reported, not replaced in a loop.
+	StatePausedIOError State = "paused-ioerror"
+	StateStarting      State = "starting"
+	StateUnknown       State = "unknown"
 )
 
 // VM is a managed VM as observed.

@@ -1,10 +1,12 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -118,5 +120,66 @@ func TestCommitFilesNotARepo(t *testing.T) {
 	r := &Repo{Dir: t.TempDir()}
 	if _, err := r.CommitFiles(map[string]string{"f": "1"}, "m"); err == nil || !strings.Contains(err.Error(), r.Dir) {
 		t.Errorf("CommitFiles outside a repository: want an error naming %s, got %v", r.Dir, err)
+	}
+}
+
+// TestGitHTTPServer: the server serves a real repository, only with the right
+// password, and FailNext fails requests.
+func TestGitHTTPServer(t *testing.T) {
+	r := NewRepo(t)
+	sha := r.Commit(t, map[string]string{"fleet.yaml": "services: []\n"}, "first")
+	srv := ServeGitHTTP(t, filepath.Dir(r.Dir), GitHTTPOptions{User: "drover", Password: "s3cret"})
+	name := filepath.Base(r.Dir)
+
+	clone := func(url string) (string, error) {
+		repo, err := git.PlainClone(t.TempDir(), true, &git.CloneOptions{URL: url, ReferenceName: plumbing.NewBranchReferenceName("main")})
+		if err != nil {
+			return "", err
+		}
+		head, err := repo.Head()
+		if err != nil {
+			return "", err
+		}
+		return head.Hash().String(), nil
+	}
+	if got, err := clone(srv.AuthRepoURL(name)); err != nil || got != sha {
+		t.Fatalf("clone with credentials: want %s, got %q, %v", sha, got, err)
+	}
+	if _, err := clone(srv.RepoURL(name)); err == nil || !strings.Contains(err.Error(), "authentication required") {
+		t.Errorf("clone without credentials: want an authentication error, got %v", err)
+	}
+	srv.FailNext(1)
+	if _, err := clone(srv.AuthRepoURL(name)); err == nil {
+		t.Errorf("clone after FailNext(1): want an error, got nil")
+	}
+	if got, err := clone(srv.AuthRepoURL(name)); err != nil || got != sha {
+		t.Errorf("clone after the injected failure: want %s, got %q, %v", sha, got, err)
+	}
+}
+
+// TestSilentServer: a connection is accepted and nothing ever comes back.
+func TestSilentServer(t *testing.T) {
+	s := ServeSilent(t)
+	c, err := net.Dial("tcp", s.Addr)
+	if err != nil {
+		t.Fatalf("dial silent server: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Errorf("read from silent server: want a timeout, got %d bytes, %v", n, err)
+	}
+	// The accept loop records the connection on its own goroutine.
+	for deadline := time.Now().Add(10 * time.Second); s.Accepted() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("Accepted() = %d, want 1", s.Accepted())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

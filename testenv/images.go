@@ -80,6 +80,12 @@ func GuestCmdline(version string) string {
 	return "console=ttyS0 quiet drover.version=" + version
 }
 
+// GuestReach is the kernel command line word that makes a test guest, once its network
+// is up, try to open a TCP connection to addr ("IP:PORT") and serve the outcome on GET
+// /reach: "reached" if the peer sent the line "drover-reach" (then closed), else
+// "unreachable". Append it to GuestCmdline's.
+func GuestReach(addr string) string { return "drover.reach=" + addr }
+
 // QEMUAccel is the accelerator a test guest should boot with: $DROVER_TESTENV_ACCEL when
 // set (kvm or tcg), else kvm when /dev/kvm opens and is a full KVM, else tcg. A PVM host
 // (kvm_pvm module, as on some cloud sandboxes) opens /dev/kvm but runs only PVM-enabled

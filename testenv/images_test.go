@@ -21,8 +21,10 @@ import (
 )
 
 // TestGuestImagesBoot boots one guest from each initrd in parallel, as Drover would with
-// network mode user: the healthy one must serve its version on /healthz and power off on
-// an ACPI power button; the unhealthy one must boot and never serve.
+// network mode user: the healthy one must serve its version on /healthz, report on /reach
+// that it reached a host listener (plain QEMU here, whose user network lets the guest
+// reach the host, so the probe the isolation tests rely on can tell "reached") and power
+// off on an ACPI power button; the unhealthy one must boot and never serve.
 func TestGuestImagesBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots VMs")
@@ -37,12 +39,32 @@ func TestGuestImagesBoot(t *testing.T) {
 
 	t.Run("healthy", func(t *testing.T) {
 		t.Parallel()
-		g := bootGuest(t, imgs.Kernel, imgs.Initrd, version)
+		host, accepted := reachListener(t)
+		g := bootGuest(t, imgs.Kernel, imgs.Initrd, GuestCmdline(version)+" "+GuestReach(fmt.Sprintf("10.0.2.2:%d", host)))
 		took, err := waitHealthy(t.Context(), g.url, version, deadline)
 		if err != nil {
 			t.Fatalf("guest never healthy: %v\nconsole:\n%s", err, g.console.String())
 		}
 		t.Logf("healthy %s after start (accel %s)", took.Round(10*time.Millisecond), g.accel)
+
+		reachURL := strings.TrimSuffix(g.url, "/healthz") + "/reach"
+		if err := waitFor(t.Context(), deadline, func() error {
+			resp, err := http.Get(reachURL)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || string(body) != "reached" {
+				return fmt.Errorf("want 200 %q, got %d %q", "reached", resp.StatusCode, body)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("GET /reach of a guest on unrestricted user networking told to reach the host's 127.0.0.1:%d: %v\nconsole:\n%s", host, err, g.console.String())
+		}
+		if n := accepted(); n == 0 {
+			t.Errorf("host listener: want the guest's connection accepted, got none")
+		}
 
 		resp, err := http.Get(strings.TrimSuffix(g.url, "/healthz") + "/nope")
 		if err != nil {
@@ -67,7 +89,7 @@ func TestGuestImagesBoot(t *testing.T) {
 
 	t.Run("unhealthy", func(t *testing.T) {
 		t.Parallel()
-		g := bootGuest(t, imgs.Kernel, imgs.UnhealthyInitrd, version)
+		g := bootGuest(t, imgs.Kernel, imgs.UnhealthyInitrd, GuestCmdline(version))
 		// The init prints this once the network is up, at the point the healthy variant
 		// starts its server: from then on /healthz must never answer.
 		const booted = "drover-guest: unhealthy variant " + version + ", not serving"
@@ -93,9 +115,9 @@ type guest struct {
 	exited  chan struct{}
 }
 
-// bootGuest starts QEMU the way Drover's user-mode network does (a host port on
-// 127.0.0.1 forwarded to GuestPort) and kills it when the test ends.
-func bootGuest(t *testing.T, kernel, initrd File, version string) *guest {
+// bootGuest starts QEMU the way Drover's user-mode network once did (a host port on
+// 127.0.0.1 forwarded to GuestPort, nothing restricted) and kills it when the test ends.
+func bootGuest(t *testing.T, kernel, initrd File, cmdline string) *guest {
 	t.Helper()
 	port := freePort(t)
 	g := &guest{
@@ -107,7 +129,7 @@ func bootGuest(t *testing.T, kernel, initrd File, version string) *guest {
 	}
 	cmd := exec.Command("qemu-system-x86_64",
 		"-accel", g.accel, "-M", "q35", "-m", "256", "-nographic",
-		"-kernel", kernel.Path, "-initrd", initrd.Path, "-append", GuestCmdline(version),
+		"-kernel", kernel.Path, "-initrd", initrd.Path, "-append", cmdline,
 		"-netdev", fmt.Sprintf("user,id=n0,hostfwd=tcp:127.0.0.1:%d-:%d", port, GuestPort),
 		"-device", "virtio-net-pci,netdev=n0",
 		"-qmp", "unix:"+g.qmp+",server=on,wait=off",
@@ -206,6 +228,43 @@ func qmpPowerdown(ctx context.Context, sock string) error {
 		}
 	}
 	return nil
+}
+
+// reachListener listens on a free port of 127.0.0.1 and sends every connection the
+// line a guest told to reach it looks for; accepted counts the connections.
+func reachListener(t *testing.T) (port int, accepted func() int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var mu sync.Mutex
+	n := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			n++
+			mu.Unlock()
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(c, "drover-reach\n")
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	return l.Addr().(*net.TCPAddr).Port, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
 }
 
 func freePort(t *testing.T) int {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,6 +43,11 @@ type Images struct {
 	Initrd    string
 	Cmdline   func(version string) string
 	GuestPort int
+	// Reach returns the kernel command line words that make the guest, once its
+	// network is up, try to open a TCP connection to addr ("IP:PORT") and serve the
+	// outcome on GET /reach: "reached" if the peer sent the line "drover-reach", else
+	// "unreachable". Needed with RunsGuests.
+	Reach func(addr string) string
 }
 
 // Env is one driver on fresh state plus the hooks that look behind its back.
@@ -75,6 +81,10 @@ type Harness struct {
 	NamePrefix string
 	// BootTimeout bounds the wait for a guest's /healthz; 2 minutes if zero.
 	BootTimeout time.Duration
+	// Unavailable stops a test whose tool is missing here (qemu-img): a skip with
+	// the reason locally, a failure where everything must run. testenv.Unavailable
+	// does that; nil skips.
+	Unavailable func(t testing.TB, format string, args ...any)
 }
 
 // Conformance runs the suite. Subtests share nothing but the harness; each cleans up
@@ -92,6 +102,15 @@ func Conformance(t *testing.T, h Harness) {
 	if h.Images.Cmdline == nil {
 		t.Fatal("conformance harness: Images.Cmdline is not set")
 	}
+	if h.RunsGuests && h.Images.Reach == nil {
+		t.Fatal("conformance harness: RunsGuests without Images.Reach")
+	}
+	if h.Unavailable == nil {
+		h.Unavailable = func(t testing.TB, format string, args ...any) {
+			t.Helper()
+			t.Skipf("skipping: "+format, args...)
+		}
+	}
 	s := &suite{h: h}
 	t.Run("UnknownVM", s.unknownVM)
 	t.Run("InvalidSpec", s.invalidSpec)
@@ -99,6 +118,7 @@ func Conformance(t *testing.T, h Harness) {
 	t.Run("Lifecycle", s.lifecycle)
 	t.Run("DestroyRunning", s.destroyRunning)
 	t.Run("Drift", s.drift)
+	t.Run("UserNetworkCannotReachHost", s.userNetworkIsolated)
 }
 
 type suite struct{ h Harness }
@@ -238,6 +258,9 @@ func (s *suite) lifecycle(t *testing.T) {
 	env := s.h.New(t)
 	d := env.Driver
 	ctx := t.Context()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		s.h.Unavailable(t, "qemu-img not installed (install qemu-utils)")
+	}
 	golden := MakeGolden(t, "qcow2")
 	goldenSum := SHA256File(t, golden)
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
-	"github.com/drover-dev/drover/testenv"
 )
 
 // Touch makes an empty file called name in dir and returns its path.
@@ -62,11 +61,12 @@ func DestroyAtEnd(t testing.TB, d Driver, name string) {
 }
 
 // MakeGolden makes a small blank golden disk of format (raw or qcow2), in a directory
-// a hypervisor running as another user (libvirt's QEMU) can reach.
+// a hypervisor running as another user (libvirt's QEMU) can reach. It needs qemu-img:
+// a caller that should skip without it checks first, as Conformance does.
 func MakeGolden(t testing.TB, format string) string {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		testenv.Unavailable(t, "qemu-img not installed (install qemu-utils)")
+		t.Fatalf("make golden disk: qemu-img not installed (install qemu-utils): %v", err)
 	}
 	dir := t.TempDir()
 	for _, d := range []string{dir, filepath.Dir(dir)} {

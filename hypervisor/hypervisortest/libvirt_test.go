@@ -139,9 +139,10 @@ func TestConformanceLibvirtTestDriver(t *testing.T) {
 		},
 		Images: hypervisortest.Images{
 			Kernel: hypervisortest.Touch(t, dir, "vmlinuz"), Initrd: hypervisortest.Touch(t, dir, "initrd.cpio.gz"),
-			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort,
+			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort, Reach: testenv.GuestReach,
 		},
-		RunsGuests: false,
+		RunsGuests:  false,
+		Unavailable: testenv.Unavailable,
 	})
 }
 
@@ -157,8 +158,9 @@ func TestConformanceLibvirtQEMU(t *testing.T) {
 		},
 		Images: hypervisortest.Images{
 			Kernel: imgs.Kernel.Path, Initrd: imgs.Initrd.Path,
-			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort,
+			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort, Reach: testenv.GuestReach,
 		},
-		RunsGuests: true,
+		RunsGuests:  true,
+		Unavailable: testenv.Unavailable,
 	})
 }

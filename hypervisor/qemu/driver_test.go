@@ -126,6 +126,7 @@ func guestImages(t testing.TB) hypervisortest.Images {
 		Initrd:    imgs.Initrd.Path,
 		Cmdline:   testenv.GuestCmdline,
 		GuestPort: testenv.GuestPort,
+		Reach:     testenv.GuestReach,
 	}
 }
 
@@ -151,8 +152,9 @@ func TestConformance(t *testing.T) {
 				EditOutOfBand: restartWithMoreMemory,
 			}
 		},
-		Images:     guestImages(t),
-		RunsGuests: true,
+		Images:      guestImages(t),
+		RunsGuests:  true,
+		Unavailable: testenv.Unavailable,
 	})
 }
 

@@ -1,0 +1,165 @@
+package testenv
+
+import (
+	"crypto/subtle"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// GitHTTPServer serves the repositories in one directory over git's smart HTTP
+// protocol on 127.0.0.1, through the real `git http-backend`, as a git host would.
+// With a user set it answers 401 to requests without that user and password.
+type GitHTTPServer struct {
+	// URL is the server's base URL, without credentials: http://127.0.0.1:PORT.
+	URL string
+
+	user, password string
+	fail           atomic.Int64
+	requests       atomic.Int64
+}
+
+// GitHTTPOptions configures ServeGitHTTP. The zero value serves without
+// authentication.
+type GitHTTPOptions struct {
+	// User and Password are required by HTTP basic authentication when User is set.
+	User, Password string
+}
+
+// RequireGitHTTPBackend returns the path of git's http-backend, or skips the test
+// (fails it in CI) when git is not installed.
+func RequireGitHTTPBackend(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		Unavailable(t, "git is not installed: %v", err)
+	}
+	backend := filepath.Join(strings.TrimSpace(string(out)), "git-http-backend")
+	if _, err := os.Stat(backend); err != nil {
+		Unavailable(t, "git http-backend not found: %v", err)
+	}
+	return backend
+}
+
+// ServeGitHTTP serves the repositories under root (each a directory holding a
+// repository with a worktree or a bare one) until the test ends.
+func ServeGitHTTP(t testing.TB, root string, opts GitHTTPOptions) *GitHTTPServer {
+	t.Helper()
+	backend := RequireGitHTTPBackend(t)
+	s := &GitHTTPServer{user: opts.User, password: opts.Password}
+	cgiHandler := &cgi.Handler{
+		Path: backend,
+		// HOME and GIT_CONFIG_NOSYSTEM keep the backend away from the host's git
+		// configuration; safe.directory because the test owns the files it serves.
+		Env: []string{
+			"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1",
+			"HOME=" + t.TempDir(), "GIT_CONFIG_NOSYSTEM=1",
+			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory", "GIT_CONFIG_VALUE_0=*",
+		},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		if s.user != "" && !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		if s.fail.Load() > 0 && s.fail.Add(-1) >= 0 {
+			http.Error(w, "injected failure", http.StatusInternalServerError)
+			return
+		}
+		cgiHandler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+func (s *GitHTTPServer) authorized(r *http.Request) bool {
+	user, password, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(user), []byte(s.user)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(password), []byte(s.password)) == 1
+}
+
+// RepoURL is the URL of the repository in directory name under root, without
+// credentials.
+func (s *GitHTTPServer) RepoURL(name string) string { return s.URL + "/" + name }
+
+// AuthRepoURL is RepoURL with the server's user and password in it, the way an
+// operator puts a token in a repository URL.
+func (s *GitHTTPServer) AuthRepoURL(name string) string {
+	u, err := url.Parse(s.RepoURL(name))
+	if err != nil {
+		panic(err) // built from httptest's URL: cannot happen
+	}
+	u.User = url.UserPassword(s.user, s.password)
+	return u.String()
+}
+
+// FailNext makes the next n authorised requests fail with 500 Internal Server Error.
+func (s *GitHTTPServer) FailNext(n int) { s.fail.Store(int64(n)) }
+
+// Requests is how many requests the server has received.
+func (s *GitHTTPServer) Requests() int { return int(s.requests.Load()) }
+
+// SilentServer is a TCP server on 127.0.0.1 that accepts every connection and then
+// never writes a byte: a git or HTTP server that hangs. It stands in for a remote
+// that blocks a client which has no deadline.
+type SilentServer struct {
+	// Addr is host:port.
+	Addr string
+
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// ServeSilent starts a SilentServer that stops when the test ends.
+func ServeSilent(t testing.TB) *SilentServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("silent server: listen: %v", err)
+	}
+	s := &SilentServer{Addr: ln.Addr().String(), ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+			// Read and discard what the client sends, so its writes never block:
+			// only the answer it waits for never comes.
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+	})
+	return s
+}
+
+// Accepted is how many connections the server has accepted so far.
+func (s *SilentServer) Accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
