@@ -22,8 +22,10 @@ type options struct {
 	stateDir   string
 	consul     string
 	listen     string
-	once       bool
-	leaderLock bool
+	// listenTokenFile holds the bearer token /status wants; required off loopback.
+	listenTokenFile string
+	once            bool
+	leaderLock      bool
 	// replaceUnhealthyAfter: how long a VM may fail its check before it is replaced.
 	replaceUnhealthyAfter time.Duration
 	logFormat             string
@@ -46,6 +48,8 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	if withRun {
 		fs.DurationVar(&o.interval, "interval", 30*time.Second, "how often to fetch the repository and run a pass")
 		fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address for /healthz and /status (empty disables)")
+		fs.StringVar(&o.listenTokenFile, "listen-token-file", "", "file holding a bearer token that /status requires (/healthz stays open).\n"+
+			"Required when --listen is not a loopback address: /status shows the plan and errors")
 		fs.BoolVar(&o.once, "once", false, "run passes until the fleet matches the commit (exit 0) or the revision fails (exit 1)")
 		fs.DurationVar(&o.replaceUnhealthyAfter, "replace-unhealthy-after", 5*time.Minute, "replace a running VM that has failed its check this long (after its healthy_deadline)")
 		fs.BoolVar(&o.leaderLock, "leader-lock", true, "take a Consul lock per fleet so only one drover acts; others wait as standbys.\n"+
@@ -100,6 +104,9 @@ func (o *options) validate(withRun bool) error {
 	}
 	if withRun && o.replaceUnhealthyAfter <= 0 {
 		problems = append(problems, fmt.Sprintf("--replace-unhealthy-after %s: must be positive", o.replaceUnhealthyAfter))
+	}
+	if withRun && o.listen != "" && !loopbackListen(o.listen) && o.listenTokenFile == "" {
+		problems = append(problems, fmt.Sprintf("--listen %s is not a loopback address: set --listen-token-file FILE (a bearer token for /status), or listen on 127.0.0.1", o.listen))
 	}
 	if withRun && o.interval <= 0 {
 		problems = append(problems, fmt.Sprintf("--interval %s: must be positive", o.interval))
