@@ -174,8 +174,13 @@ func TestNewRejectsBadAddress(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New(127.0.0.1:8500): %v", err)
 	}
-	if got := c.Address(); got != "127.0.0.1:8500" {
-		t.Errorf("Address: want 127.0.0.1:8500, got %s", got)
+	if c.addr != "127.0.0.1:8500" || c.timeout != DefaultCallTimeout || c.maxWait >= c.timeout {
+		t.Errorf("New: want address 127.0.0.1:8500, timeout %s and a shorter wait, got %s, %s, %s",
+			DefaultCallTimeout, c.addr, c.timeout, c.maxWait)
+	}
+	if _, err := New(Config{Address: "127.0.0.1:8500", CallTimeout: time.Millisecond}, testLogger(t)); err == nil ||
+		!strings.Contains(err.Error(), "call timeout 1ms") {
+		t.Errorf("New with a 1ms call timeout: want an error naming it, got %v", err)
 	}
 }
 

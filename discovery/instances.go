@@ -24,10 +24,13 @@ const (
 // Instance is one registered service instance and its aggregated health.
 type Instance struct {
 	ID, Service, Address string
-	Port                 int
-	Tags                 []string
-	Meta                 map[string]string
-	Status               Status
+	// Node is the Consul node the instance is registered on; set by
+	// ServiceInstances only (Instances lists the local agent's).
+	Node   string
+	Port   int
+	Tags   []string
+	Meta   map[string]string
+	Status Status
 	// Output is the output of the worst non-passing check (the maintenance reason in
 	// maintenance), for messages; empty when passing.
 	Output string
@@ -74,7 +77,9 @@ func (c *Client) Instances(ctx context.Context, tag string) ([]Instance, error) 
 	if tag == "" {
 		return nil, errors.New("list instances: empty tag")
 	}
-	q := (&api.QueryOptions{}).WithContext(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(cctx)
 	services, err := c.api.Agent().ServicesWithFilterOpts("", q)
 	if err != nil {
 		return nil, fmt.Errorf("list instances tagged %s: %w", tag, c.classify(ctx, err))
@@ -105,9 +110,52 @@ func (c *Client) PassingCount(ctx context.Context, service string) (int, error) 
 	if service == "" {
 		return 0, errors.New("count passing: empty service name")
 	}
-	entries, _, err := c.api.Health().Service(service, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	entries, _, err := c.api.Health().Service(service, "", true, (&api.QueryOptions{}).WithContext(cctx))
 	if err != nil {
 		return 0, fmt.Errorf("count passing instances of %s: %w", service, c.classify(ctx, err))
 	}
 	return len(entries), nil
+}
+
+// ServiceInstances lists every instance registered under service in the catalog, on
+// any node and with any tags, with its health: what a client of the service can be
+// sent to. The reconciler uses it to refuse to register into a service whose
+// instances are not all its own. Sorted by node, then ID.
+func (c *Client) ServiceInstances(ctx context.Context, service string) ([]Instance, error) {
+	if service == "" {
+		return nil, errors.New("list service instances: empty service name")
+	}
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	entries, _, err := c.api.Health().Service(service, "", false, (&api.QueryOptions{}).WithContext(cctx))
+	if err != nil {
+		return nil, fmt.Errorf("list instances of service %s: %w", service, c.classify(ctx, err))
+	}
+	out := make([]Instance, 0, len(entries))
+	for _, e := range entries {
+		if e.Service == nil {
+			continue
+		}
+		inst := Instance{
+			ID: e.Service.ID, Service: e.Service.Service, Address: e.Service.Address, Port: e.Service.Port,
+			Tags: e.Service.Tags, Meta: e.Service.Meta,
+		}
+		if e.Node != nil {
+			inst.Node = e.Node.Node
+			if inst.Address == "" { // Consul's rule: the node's address stands in
+				inst.Address = e.Node.Address
+			}
+		}
+		inst.Status, inst.Output = aggregate(e.Checks)
+		out = append(out, inst)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Node != out[j].Node {
+			return out[i].Node < out[j].Node
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
 }

@@ -13,7 +13,9 @@ func (c *Client) KVPut(ctx context.Context, key string, value []byte) error {
 	if key == "" || strings.HasPrefix(key, "/") {
 		return fmt.Errorf("kv put: key %q: want a non-empty key without a leading /", key)
 	}
-	_, err := c.api.KV().Put(&api.KVPair{Key: key, Value: value}, (&api.WriteOptions{}).WithContext(ctx))
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	_, err := c.api.KV().Put(&api.KVPair{Key: key, Value: value}, (&api.WriteOptions{}).WithContext(cctx))
 	if err != nil {
 		return fmt.Errorf("kv put %s: %w", key, c.classify(ctx, err))
 	}
@@ -25,7 +27,9 @@ func (c *Client) KVList(ctx context.Context, prefix string) (map[string][]byte, 
 	if prefix == "" || strings.HasPrefix(prefix, "/") {
 		return nil, fmt.Errorf("kv list: prefix %q: want a non-empty prefix without a leading /", prefix)
 	}
-	pairs, _, err := c.api.KV().List(prefix, (&api.QueryOptions{}).WithContext(ctx))
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	pairs, _, err := c.api.KV().List(prefix, (&api.QueryOptions{}).WithContext(cctx))
 	if err != nil {
 		return nil, fmt.Errorf("kv list %s: %w", prefix, c.classify(ctx, err))
 	}

@@ -118,7 +118,9 @@ func (c *Client) Register(ctx context.Context, r Registration) error {
 	if err := r.validate(); err != nil {
 		return fmt.Errorf("register %q: invalid registration: %w", r.ID, err)
 	}
-	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(cctx)
 	if err := c.api.Agent().ServiceRegisterOpts(r.agentRegistration(), opts); err != nil {
 		return fmt.Errorf("register %s (service %s): %w", r.ID, r.Service, c.classify(ctx, err))
 	}
@@ -132,7 +134,9 @@ func (c *Client) Deregister(ctx context.Context, id string) error {
 	if id == "" {
 		return errors.New("deregister: empty instance ID")
 	}
-	err := c.classify(ctx, c.api.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx)))
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	err := c.classify(ctx, c.api.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(cctx)))
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("deregister %s: %w", id, err)
 	}
@@ -146,7 +150,9 @@ func (c *Client) SetMaintenance(ctx context.Context, id string, on bool, reason 
 	if id == "" {
 		return errors.New("set maintenance: empty instance ID")
 	}
-	q := (&api.QueryOptions{}).WithContext(ctx)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(cctx)
 	var err error
 	if on {
 		err = c.api.Agent().EnableServiceMaintenanceOpts(id, reason, q)

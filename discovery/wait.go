@@ -11,7 +11,8 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// maxBlock caps one blocking query; ctx still ends the wait sooner.
+// maxBlock is the wait asked for while no hold is about to complete; the client's
+// maxWait caps it further.
 const maxBlock = time.Minute
 
 // WaitPassing returns nil once every instance in ids of service has been passing, as
@@ -32,42 +33,36 @@ func (c *Client) WaitPassing(ctx context.Context, service string, ids []string, 
 		w.last[id] = Instance{ID: id, Status: StatusCritical, Output: "not registered"}
 	}
 
-	var index uint64
-	for {
+	err := c.follow(ctx, blockingQuery{
 		// Wake when the last hold completes even if nothing changes in Consul.
-		wait := maxBlock
-		if d, ok := w.nextDeadline(time.Now()); ok && d < wait {
-			wait = d
-		}
-		if wait > 0 {
-			q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx)
+		wait: func() time.Duration {
+			d, ok := w.nextDeadline(time.Now())
+			if !ok {
+				return maxBlock
+			}
+			return d
+		},
+		get: func(q *api.QueryOptions) (*api.QueryMeta, error) {
 			entries, meta, err := c.api.Health().Service(service, "", false, q)
-			if err != nil {
-				if ctx.Err() != nil {
-					c.freshOutputs(w)
-					return w.timeoutError(service, ctx.Err())
-				}
-				return fmt.Errorf("wait for %s passing (%s): %w", service, strings.Join(ids, ", "), c.classify(ctx, err))
+			if err == nil {
+				w.observe(entries, time.Now())
 			}
-			// A lower index means Consul's state was reset (restart, snapshot
-			// restore): start over from a fresh, non-blocking read.
-			if meta.LastIndex < index {
-				index = 0
-			} else {
-				index = meta.LastIndex
-			}
-			w.observe(entries, time.Now())
-			c.log.Debug("health of instances", "service", service, "index", index, "states", w.states())
-		}
-		if w.done(time.Now()) {
-			c.log.Debug("instances passing", "service", service, "instances", ids, "hold", hold)
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			c.freshOutputs(w)
-			return w.timeoutError(service, err)
-		}
+			return meta, err
+		},
+		answer: func(bool) (bool, error) {
+			c.log.Debug("health of instances", "service", service, "states", w.states())
+			return w.done(time.Now()), nil
+		},
+	})
+	switch {
+	case ctx.Err() != nil:
+		c.freshOutputs(w)
+		return w.timeoutError(service, ctx.Err())
+	case err != nil:
+		return fmt.Errorf("wait for %s passing (%s): %w", service, strings.Join(ids, ", "), err)
 	}
+	c.log.Debug("instances passing", "service", service, "instances", ids, "hold", hold)
+	return nil
 }
 
 // passingWait tracks, per instance, since when it has been seen passing.
