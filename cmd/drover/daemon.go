@@ -56,7 +56,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	registry, err := discovery.New(discovery.Config{Address: o.consul}, log)
+	registry, err := discovery.New(discovery.Config{Address: o.consul, CallTimeout: o.consulTimeout}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/reconciler"
 )
 
@@ -21,7 +22,9 @@ type options struct {
 	libvirtURI string
 	stateDir   string
 	consul     string
-	listen     string
+	// consulTimeout bounds every call to the Consul agent.
+	consulTimeout time.Duration
+	listen        string
 	// listenTokenFile holds the bearer token /status wants; required off loopback.
 	listenTokenFile string
 	once            bool
@@ -43,6 +46,8 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.libvirtURI, "libvirt-uri", "qemu:///system", "libvirt connection URI (with --driver libvirt)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/drover", "directory for the git clone, the image cache and VM overlays")
 	fs.StringVar(&o.consul, "consul", "127.0.0.1:8500", "Consul agent HTTP address (the token comes from CONSUL_HTTP_TOKEN)")
+	fs.DurationVar(&o.consulTimeout, "consul-timeout", discovery.DefaultCallTimeout, "bound on every call to the Consul agent (blocking queries wait less than it):\n"+
+		"an agent that accepts and never answers cannot stall Drover or keep its lock")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if withRun {
@@ -95,6 +100,9 @@ func (o *options) validate(withRun bool) error {
 	}
 	if o.stateDir == "" {
 		problems = append(problems, "--state-dir must not be empty")
+	}
+	if o.consulTimeout < 100*time.Millisecond {
+		problems = append(problems, fmt.Sprintf("--consul-timeout %s: want at least 100ms", o.consulTimeout))
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		problems = append(problems, fmt.Sprintf("--log-format %q: want text or json", o.logFormat))
