@@ -4,23 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/drover-dev/drover/internal/redact"
 )
 
 var (
@@ -34,14 +33,14 @@ var (
 	ErrFleetNotFound = errors.New("fleet path not found")
 )
 
-// maxFleetFileSize keeps a bad commit from making Drover read a huge blob into memory.
-const maxFleetFileSize = 8 << 20
-
 const remoteName = "origin"
 
 // GitConfig says which fleet to track.
 type GitConfig struct {
 	// URL is a remote URL (https://, http://, ssh://, git://, file://) or a local path.
+	// An http(s) URL may carry a user and password or token
+	// (https://user:token@host/repo.git): they are sent as HTTP basic authentication,
+	// kept out of the clone's .git/config, and masked wherever the URL is shown.
 	URL string
 	// Branch is the branch to track; "main" when empty.
 	Branch string
@@ -51,6 +50,11 @@ type GitConfig struct {
 	// Dir is a directory the source owns for its clone, reused across restarts. When
 	// empty, the clone lives in memory and is fetched in full at each start.
 	Dir string
+	// Timeout bounds each git operation: a fetch, from dialing the remote to the last
+	// byte of the pack, and a read of the fleet at a commit. A remote that accepts
+	// the connection and never answers would otherwise block Drover for ever, holding
+	// the leader lock. DefaultGitTimeout when zero.
+	Timeout time.Duration
 }
 
 // Revision is the fleet at one commit.
@@ -84,16 +88,19 @@ var fullSHARE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // Git tracks one branch of a git repository, pull-based: each Fetch brings the branch
 // head, and Fleet reads the fleet at any fetched commit. No authentication is
-// configured: public remotes, local repositories, or whatever the URL itself carries.
+// configured: public remotes, local repositories, or the credentials an http(s) URL
+// carries. Every operation ends within GitConfig.Timeout.
 type Git struct {
-	cfg GitConfig
-	log *slog.Logger
+	cfg    GitConfig
+	remote remote
+	log    *slog.Logger
 
-	// mu serialises use of the repository: Fetch and Fleet.
-	mu   sync.Mutex
+	// lock serialises use of the repository: Fetch and Fleet. It is a channel so
+	// that waiting for it can be given up (see locked).
+	lock chan struct{}
 	repo *git.Repository
 
-	// state is apart from mu so Last does not wait for a slow fetch.
+	// state is apart from lock so Last does not wait for a slow fetch.
 	state       sync.Mutex
 	lastFetched string
 	last        Revision
@@ -111,7 +118,7 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 	}
 	ep, err := transport.NewEndpoint(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("git source: invalid URL %q: %w", cfg.URL, err)
+		return nil, redact.Error(fmt.Errorf("git source: invalid URL %q: %w", redact.URL(cfg.URL), err), splitCredentials(cfg.URL).secrets...)
 	}
 	if ep.Protocol == "file" && !strings.HasPrefix(cfg.URL, "file://") {
 		// A relative path would change meaning with the working directory, and the URL
@@ -140,7 +147,14 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 			return nil, fmt.Errorf("git source: resolve dir: %w", err)
 		}
 	}
-	g := &Git{cfg: cfg, log: log.With("url", cfg.URL, "branch", cfg.Branch)}
+	switch {
+	case cfg.Timeout == 0:
+		cfg.Timeout = DefaultGitTimeout
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("git source: timeout %s must be positive", cfg.Timeout)
+	}
+	r := splitCredentials(cfg.URL)
+	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), log: log.With("url", r.display, "branch", cfg.Branch)}
 	if cfg.Dir != "" {
 		repo, err := git.PlainOpen(cfg.Dir)
 		switch {
@@ -156,13 +170,25 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 	return g, nil
 }
 
-// Config is the configuration in use, defaults filled.
-func (g *Git) Config() GitConfig { return g.cfg }
+// Config is the configuration in use, defaults filled, with any credential in the URL
+// masked: it is for showing, the source keeps the real URL to itself.
+func (g *Git) Config() GitConfig {
+	cfg := g.cfg
+	cfg.URL = g.remote.display
+	return cfg
+}
 
+// DisplayURL is the repository URL to show in logs and status: as configured, with any
+// password or token masked.
+func (g *Git) DisplayURL() string { return g.remote.display }
+
+// checkOrigin checks that repo is a clone of the configured remote, adding the remote
+// to a clone that has none. A clone made by an older Drover may hold the URL with its
+// credentials: it is rewritten without them, as a rotated token would not match it.
 func (g *Git) checkOrigin(repo *git.Repository) error {
 	remote, err := repo.Remote(remoteName)
 	if errors.Is(err, git.ErrRemoteNotFound) {
-		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{g.cfg.URL}})
+		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{g.remote.url}})
 		if err != nil {
 			return fmt.Errorf("git source: add remote to clone in %s: %w", g.cfg.Dir, err)
 		}
@@ -171,13 +197,36 @@ func (g *Git) checkOrigin(repo *git.Repository) error {
 	if err != nil {
 		return fmt.Errorf("git source: read remote of clone in %s: %w", g.cfg.Dir, err)
 	}
-	if urls := remote.Config().URLs; len(urls) == 0 || urls[0] != g.cfg.URL {
-		return fmt.Errorf("git source: %s holds a clone of %s, not of %s: use another dir or remove it", g.cfg.Dir, strings.Join(urls, " "), g.cfg.URL)
+	urls := remote.Config().URLs
+	if len(urls) == 1 && urls[0] != g.remote.url && splitCredentials(urls[0]).url == g.remote.url {
+		return g.setOrigin(repo)
+	}
+	if len(urls) == 0 || urls[0] != g.remote.url {
+		shown := make([]string, len(urls))
+		for i, u := range urls {
+			shown[i] = redact.URL(u)
+		}
+		return fmt.Errorf("git source: %s holds a clone of %s, not of %s: use another dir or remove it", g.cfg.Dir, strings.Join(shown, " "), g.remote.display)
 	}
 	return nil
 }
 
-// open returns the repository, creating the local clone on first use. Called with mu held.
+// setOrigin points the clone's remote at the URL without credentials.
+func (g *Git) setOrigin(repo *git.Repository) error {
+	cfg, err := repo.Config()
+	if err != nil {
+		return fmt.Errorf("git source: read config of clone in %s: %w", g.cfg.Dir, err)
+	}
+	cfg.Remotes[remoteName].URLs = []string{g.remote.url}
+	if err := repo.SetConfig(cfg); err != nil {
+		return fmt.Errorf("git source: remove credentials from the config of clone in %s: %w", g.cfg.Dir, err)
+	}
+	g.log.Info("removed credentials from the git clone's config", "dir", g.cfg.Dir)
+	return nil
+}
+
+// open returns the repository, creating the local clone on first use. Called with the
+// lock held.
 func (g *Git) open() (*git.Repository, error) {
 	if g.repo != nil {
 		return g.repo, nil
@@ -209,7 +258,7 @@ func (g *Git) open() (*git.Repository, error) {
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	repo, err := git.PlainInit(tmp, true)
 	if err == nil {
-		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{g.cfg.URL}})
+		_, err = repo.CreateRemote(&config.RemoteConfig{Name: remoteName, URLs: []string{g.remote.url}})
 	}
 	if err == nil {
 		err = os.Rename(tmp, g.cfg.Dir)
@@ -226,10 +275,20 @@ func (g *Git) open() (*git.Repository, error) {
 }
 
 // Fetch brings the tracked branch from the remote and returns the full SHA of its head.
-// Failures to reach the remote wrap ErrFetch and name the URL and branch.
+// Failures to reach the remote wrap ErrFetch and name the URL, credentials masked, and
+// the branch; a remote that does not answer within the timeout gives ErrTimeout.
 func (g *Git) Fetch(ctx context.Context) (string, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	ctx, cancel := g.withTimeout(ctx)
+	defer cancel()
+	commit, err := locked(ctx, g, g.fetch)
+	if err != nil && !errors.Is(err, ErrFetch) && ctx.Err() != nil {
+		err = g.fetchError(err)
+	}
+	return commit, err
+}
+
+// fetch is Fetch with the lock held.
+func (g *Git) fetch(ctx context.Context) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", g.fetchError(err)
 	}
@@ -248,6 +307,7 @@ func (g *Git) Fetch(ctx context.Context) (string, error) {
 		RemoteName: remoteName,
 		RefSpecs:   []config.RefSpec{spec},
 		Tags:       git.NoTags,
+		Auth:       g.remote.auth,
 	})
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
@@ -271,8 +331,9 @@ func (g *Git) Fetch(ctx context.Context) (string, error) {
 	return commit, nil
 }
 
+// fetchError names the remote, credentials masked also in what go-git says.
 func (g *Git) fetchError(err error) error {
-	return fmt.Errorf("%w: branch %q of %s: %w", ErrFetch, g.cfg.Branch, g.cfg.URL, err)
+	return fmt.Errorf("%w: branch %q of %s: %w", ErrFetch, g.cfg.Branch, g.remote.display, redact.Error(err, g.remote.secrets...))
 }
 
 // Fleet reads and parses the fleet at commit, a full SHA already fetched. Problems with
@@ -282,8 +343,17 @@ func (g *Git) Fleet(ctx context.Context, commit string) (*Fleet, error) {
 	if !fullSHARE.MatchString(commit) {
 		return nil, fmt.Errorf("read fleet at commit %q: want a full lowercase SHA-1", commit)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	ctx, cancel := g.withTimeout(ctx)
+	defer cancel()
+	fleet, err := locked(ctx, g, func(ctx context.Context) (*Fleet, error) { return g.fleet(ctx, commit) })
+	if err != nil && ctx.Err() != nil && !errors.As(err, new(*RevisionError)) {
+		return nil, fmt.Errorf("read fleet at commit %s: %w", shortSHA(commit), err)
+	}
+	return fleet, err
+}
+
+// fleet is Fleet with the lock held.
+func (g *Git) fleet(ctx context.Context, commit string) (*Fleet, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read fleet at commit %s: %w", shortSHA(commit), err)
 	}
@@ -308,69 +378,6 @@ func (g *Git) Fleet(ctx context.Context, commit string) (*Fleet, error) {
 		return nil, &RevisionError{Commit: commit, Err: err}
 	}
 	return fleet, nil
-}
-
-// fleetFilesAt reads the fleet file at p in tree, or the fleet files of directory p.
-func fleetFilesAt(tree *object.Tree, p string) ([]fleetFile, error) {
-	dir := tree
-	if p != "." {
-		entry, err := tree.FindEntry(p)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s", ErrFleetNotFound, p)
-		}
-		switch entry.Mode {
-		case filemode.Regular, filemode.Executable:
-			file, err := tree.TreeEntryFile(entry)
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", p, err)
-			}
-			data, err := readBlob(file)
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", p, err)
-			}
-			return []fleetFile{{name: p, data: data}}, nil
-		case filemode.Dir:
-			if dir, err = tree.Tree(p); err != nil {
-				return nil, fmt.Errorf("read %s: %w", p, err)
-			}
-		default:
-			return nil, fmt.Errorf("%s is not a file or directory (git mode %s); symlinks and submodules are not followed", p, entry.Mode)
-		}
-	}
-	var files []fleetFile
-	for i := range dir.Entries {
-		e := &dir.Entries[i]
-		if !e.Mode.IsFile() || e.Mode == filemode.Symlink || !isFleetFileName(e.Name) {
-			continue
-		}
-		name := path.Join(p, e.Name)
-		file, err := dir.TreeEntryFile(e)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		data, err := readBlob(file)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		files = append(files, fleetFile{name: name, data: data})
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("directory %s: %w", p, ErrNoFleetFiles)
-	}
-	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
-	return files, nil
-}
-
-func readBlob(f *object.File) ([]byte, error) {
-	if f.Size > maxFleetFileSize {
-		return nil, fmt.Errorf("file is %d bytes, more than the %d a fleet file may have", f.Size, maxFleetFileSize)
-	}
-	r, err := f.Reader()
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return io.ReadAll(r)
 }
 
 // Read fetches the branch and reads the fleet at its head. When the commit is bad the
