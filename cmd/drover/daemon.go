@@ -16,7 +16,6 @@ import (
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor/libvirt"
 	"github.com/drover-dev/drover/hypervisor/qemu"
-	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 )
@@ -47,7 +46,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		}
 		d.listenToken = tok
 	}
-	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git")}, log)
+	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +158,7 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", redact.URL(d.opts.repo), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}

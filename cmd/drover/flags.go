@@ -9,13 +9,16 @@ import (
 
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/reconciler"
+	"github.com/drover-dev/drover/sources"
 )
 
 // options are every flag of run and plan; each also reads DROVER_<FLAG> from the environment.
 type options struct {
-	repo       string
-	branch     string
-	path       string
+	repo   string
+	branch string
+	path   string
+	// gitTimeout bounds each git operation (a fetch, a read).
+	gitTimeout time.Duration
 	fleet      string // empty: derived from repo, branch and path (fleetName)
 	interval   time.Duration
 	driver     string
@@ -39,6 +42,8 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.repo, "repo", "", "git repository holding the fleet: a URL or a local path (required)")
 	fs.StringVar(&o.branch, "branch", "main", "branch to track")
 	fs.StringVar(&o.path, "path", "fleet.yaml", "fleet file, or directory of *.yaml files, inside the repository")
+	fs.DurationVar(&o.gitTimeout, "git-timeout", sources.DefaultGitTimeout, "bound on each git operation (fetch, read): a git server that accepts and never\n"+
+		"answers fails the fetch instead of hanging Drover while it holds the leader lock")
 	fs.StringVar(&o.fleet, "fleet", "", "name of this fleet (lower-case letters, digits, '-'); drover manages only the VMs and\n"+
 		"Consul instances labelled with it. Default: a hash of --repo, --branch and --path.\n"+
 		"Set it to keep a fleet's identity when its repository moves")
@@ -100,6 +105,9 @@ func (o *options) validate(withRun bool) error {
 	}
 	if o.stateDir == "" {
 		problems = append(problems, "--state-dir must not be empty")
+	}
+	if o.gitTimeout <= 0 {
+		problems = append(problems, fmt.Sprintf("--git-timeout %s: must be positive", o.gitTimeout))
 	}
 	if o.consulTimeout < 100*time.Millisecond {
 		problems = append(problems, fmt.Sprintf("--consul-timeout %s: want at least 100ms", o.consulTimeout))
