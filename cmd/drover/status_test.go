@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -36,8 +37,8 @@ func TestListenOffLoopbackNeedsToken(t *testing.T) {
 		{"0.0.0.0:7070", tokenFile, false},
 	}
 	for _, tt := range tests {
-		o := options{repo: "x", driver: "qemu", stateDir: "/tmp/x", logFormat: "text", logLevel: "info",
-			interval: 1, replaceUnhealthyAfter: 1, consulTimeout: 1e9, listen: tt.listen, listenTokenFile: tt.token}
+		o := defaultOptions(t)
+		o.repo, o.listen, o.listenTokenFile = "x", tt.listen, tt.token
 		err := o.validate(true)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("--listen %q --listen-token-file %q: err %v, want error %v", tt.listen, tt.token, err, tt.wantErr)
@@ -50,6 +51,17 @@ func TestListenOffLoopbackNeedsToken(t *testing.T) {
 	if code != exitUsage || !strings.Contains(stderr, "--listen-token-file") {
 		t.Errorf("run --listen 0.0.0.0:7070: exit %d, stderr %q; want %d naming --listen-token-file", code, stderr, exitUsage)
 	}
+}
+
+// defaultOptions are run's options with every flag at its default.
+func defaultOptions(t *testing.T) options {
+	var o options
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	o.register(fs, true)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 func TestStatusToken(t *testing.T) {
