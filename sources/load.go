@@ -2,6 +2,7 @@ package sources
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -21,27 +22,72 @@ func isFleetFileName(name string) bool {
 	return strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")
 }
 
+// fleetBudget counts the files and bytes of one fleet against MaxFleetFiles,
+// MaxFleetFileBytes and MaxFleetTotalBytes. Readers call add with a file's size before
+// they read it; a problem names the file and the limit and wraps ErrFleetTooLarge.
+type fleetBudget struct {
+	files int
+	total int64
+}
+
+func (b *fleetBudget) add(name string, size int64) *Error {
+	b.files++
+	b.total += size
+	at := Pos{File: name, Line: 1, Col: 1}
+	switch {
+	case b.files > MaxFleetFiles:
+		return &Error{Pos: at, Msg: fmt.Sprintf("one fleet file too many: a fleet has at most %d files", MaxFleetFiles), Err: ErrFleetTooLarge}
+	case size > MaxFleetFileBytes:
+		return tooLarge(name, int(min(size, 1<<40)))
+	case b.total > MaxFleetTotalBytes:
+		return &Error{Pos: at, Msg: fmt.Sprintf("with this file the fleet's files hold %d bytes, more than the %s they may hold together", b.total, fmtBytes(MaxFleetTotalBytes)), Err: ErrFleetTooLarge}
+	}
+	return nil
+}
+
+// readFleetFile reads at most MaxFleetFileBytes+1 bytes of r, so that a file that grew
+// after it was measured is still refused without being read whole.
+func readFleetFile(r io.Reader, name string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFleetFileBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFleetFileBytes {
+		return nil, Errors{tooLarge(name, len(data))}
+	}
+	return data, nil
+}
+
 // parseFiles parses every file and merges their services in the given order, reporting
-// the errors of all files together.
+// the errors of all files together. It checks the fleet's limits itself, so no caller
+// can hand it more than a fleet may hold.
 func parseFiles(files []fleetFile) (*Fleet, error) {
-	f := &Fleet{Services: []Service{}}
-	var errs Errors
+	var budget fleetBudget
 	for _, file := range files {
-		part, partErrs := parseFile(file.name, file.data)
-		errs = append(errs, partErrs...)
+		if e := budget.add(file.name, int64(len(file.data))); e != nil {
+			return nil, Errors{e}
+		}
+	}
+	f := &Fleet{Services: []Service{}}
+	var errs errorSet
+	for _, file := range files {
+		part, partErrs := parseFile(file.name, file.data, MaxServices-len(f.Services))
+		errs.merge(partErrs)
 		f.Services = append(f.Services, part.Services...)
 	}
-	errs = append(errs, checkDuplicates(f.Services)...)
-	if len(errs) > 0 {
-		errs.sort()
-		return nil, errs
+	for _, e := range checkDuplicates(f.Services) {
+		errs.add(e)
+	}
+	if !errs.empty() {
+		return nil, errs.err()
 	}
 	return f, nil
 }
 
 // Load reads the fleet at name in fsys: a file, or a directory whose *.yaml and *.yml
 // files (not its subdirectories) are read in name order and their services merged.
-// Problems in the fleet are returned as Errors, with file names as paths in fsys.
+// Problems in the fleet are returned as Errors, with file names as paths in fsys; a
+// fleet over a limit of limits.go is refused before its files are read.
 func Load(fsys fs.FS, name string) (*Fleet, error) {
 	return load(fsys, name, func(p string) string { return p })
 }
@@ -54,11 +100,7 @@ func LoadPath(name string) (*Fleet, error) {
 		return nil, fmt.Errorf("load fleet %s: %w", name, err)
 	}
 	if !info.IsDir() {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("load fleet %s: %w", name, err)
-		}
-		return Parse(name, data)
+		return load(os.DirFS(filepath.Dir(name)), filepath.Base(name), func(string) string { return name })
 	}
 	return load(os.DirFS(name), ".", func(p string) string { return filepath.Join(name, filepath.FromSlash(p)) })
 }
@@ -68,32 +110,76 @@ func load(fsys fs.FS, name string, display func(string) string) (*Fleet, error) 
 	if err != nil {
 		return nil, fmt.Errorf("load fleet %s: %w", display(name), err)
 	}
+	var budget fleetBudget
 	if !info.IsDir() {
-		data, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("load fleet %s: %w", display(name), err)
+		if err := measure(name, info, display, &budget); err != nil {
+			return nil, err
 		}
-		return parseFiles([]fleetFile{{name: display(name), data: data}})
+		file, err := readOne(fsys, name, display)
+		if err != nil {
+			return nil, err
+		}
+		return parseFiles([]fleetFile{file})
 	}
 	entries, err := fs.ReadDir(fsys, name)
 	if err != nil {
 		return nil, fmt.Errorf("load fleet directory %s: %w", display(name), err)
 	}
-	var files []fleetFile
-	for _, e := range entries {
+	// Every file is measured before any is read, so a fleet over a limit costs nothing
+	// to refuse.
+	var paths []string
+	for _, e := range entries { // in name order
 		if e.IsDir() || !isFleetFileName(e.Name()) {
 			continue
 		}
 		p := path.Join(name, e.Name())
-		data, err := fs.ReadFile(fsys, p)
+		info, err := fs.Stat(fsys, p)
 		if err != nil {
 			return nil, fmt.Errorf("load fleet %s: %w", display(p), err)
 		}
-		files = append(files, fleetFile{name: display(p), data: data})
+		if err := measure(p, info, display, &budget); err != nil {
+			return nil, err
+		}
+		paths = append(paths, p)
+	}
+	var files []fleetFile
+	for _, p := range paths {
+		file, err := readOne(fsys, p, display)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, file)
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("load fleet directory %s: %w", display(name), ErrNoFleetFiles)
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
 	return parseFiles(files)
+}
+
+// measure adds a file to the budget. Only regular files are fleet files: a FIFO or a
+// device would block the reader, or never end.
+func measure(p string, info fs.FileInfo, display func(string) string, budget *fleetBudget) error {
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("load fleet %s: not a regular file (%s)", display(p), info.Mode().Type())
+	}
+	if e := budget.add(display(p), info.Size()); e != nil {
+		return Errors{e}
+	}
+	return nil
+}
+
+// readOne reads one measured fleet file.
+func readOne(fsys fs.FS, p string, display func(string) string) (fleetFile, error) {
+	shown := display(p)
+	f, err := fsys.Open(p)
+	if err != nil {
+		return fleetFile{}, fmt.Errorf("load fleet %s: %w", shown, err)
+	}
+	defer f.Close()
+	data, err := readFleetFile(f, shown)
+	if err != nil {
+		return fleetFile{}, fmt.Errorf("load fleet %s: %w", shown, err)
+	}
+	return fleetFile{name: shown, data: data}, nil
 }

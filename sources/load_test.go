@@ -2,13 +2,18 @@ package sources
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 func service(name string) string {
@@ -141,5 +146,165 @@ func TestLoadPath(t *testing.T) {
 	}
 	if _, err := LoadPath(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("LoadPath(missing) = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// bigFS serves files of a stated size without holding them: Load must refuse them on
+// their size, before reading. Reading one fails the test.
+type bigFS struct {
+	t     *testing.T
+	sizes map[string]int64 // file name in dir "d" -> size
+}
+
+type bigInfo struct {
+	name string
+	size int64
+	dir  bool
+}
+
+func (i bigInfo) Name() string { return i.name }
+func (i bigInfo) Size() int64  { return i.size }
+func (i bigInfo) Mode() fs.FileMode {
+	if i.dir {
+		return fs.ModeDir | 0o755
+	}
+	return 0o644
+}
+func (i bigInfo) ModTime() time.Time { return time.Time{} }
+func (i bigInfo) IsDir() bool        { return i.dir }
+func (i bigInfo) Sys() any           { return nil }
+
+func (b bigFS) Stat(name string) (fs.FileInfo, error) {
+	if name == "d" {
+		return bigInfo{name: "d", dir: true}, nil
+	}
+	if size, ok := b.sizes[strings.TrimPrefix(name, "d/")]; ok {
+		return bigInfo{name: path.Base(name), size: size}, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+func (b bigFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	var es []fs.DirEntry
+	for n, size := range b.sizes {
+		es = append(es, fs.FileInfoToDirEntry(bigInfo{name: n, size: size}))
+	}
+	slices.SortFunc(es, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return es, nil
+}
+
+func (b bigFS) Open(name string) (fs.File, error) {
+	if name == "d" {
+		return nil, errors.New("open of the directory: use ReadDir")
+	}
+	if size, ok := b.sizes[strings.TrimPrefix(name, "d/")]; ok && size > 1000 {
+		b.t.Errorf("Load opened %s, a file over the limits, to read it", name)
+	}
+	return fstest.MapFS{name: {Data: []byte("services: []\n")}}.Open(name)
+}
+
+func TestLoadLimits(t *testing.T) {
+	many := map[string]int64{}
+	for i := range MaxFleetFiles + 1 {
+		many[fmt.Sprintf("f%03d.yaml", i)] = 13
+	}
+	tests := []struct {
+		name  string
+		sizes map[string]int64
+		want  string
+	}{
+		{"file over MaxFleetFileBytes", map[string]int64{"a.yaml": 13, "big.yaml": MaxFleetFileBytes + 1},
+			"d/big.yaml:1:1: file is 1048577 bytes, more than the 1 MiB a fleet file may have"},
+		{"huge file", map[string]int64{"big.yaml": 1 << 40},
+			"d/big.yaml:1:1: file is 1099511627776 bytes, more than the 1 MiB a fleet file may have"},
+		{"too many files", many,
+			fmt.Sprintf("d/f%03d.yaml:1:1: one fleet file too many: a fleet has at most %d files", MaxFleetFiles, MaxFleetFiles)},
+		{"files over MaxFleetTotalBytes together", map[string]int64{"1.yaml": MaxFleetFileBytes, "2.yaml": MaxFleetFileBytes, "3.yaml": MaxFleetFileBytes, "4.yaml": MaxFleetFileBytes, "5.yaml": 1},
+			"d/5.yaml:1:1: with this file the fleet's files hold 4194305 bytes, more than the 4 MiB they may hold together"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(bigFS{t: t, sizes: tt.sizes}, "d")
+			if !errors.Is(err, ErrFleetTooLarge) {
+				t.Errorf("Load = %v, want ErrFleetTooLarge", err)
+			}
+			if got := errorLines(t, err); len(got) != 1 || got[0] != tt.want {
+				t.Errorf("errors:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// parseFiles is what the git source calls with the blobs it read: it enforces the limits
+// itself, whatever its caller checked.
+func TestParseFilesLimits(t *testing.T) {
+	big := []fleetFile{{name: "big.yaml", data: make([]byte, MaxFleetFileBytes+1)}}
+	var many []fleetFile
+	for i := range MaxFleetFiles + 1 {
+		many = append(many, fleetFile{name: fmt.Sprintf("f%03d.yaml", i), data: []byte("services: []\n")})
+	}
+	var total []fleetFile
+	for i := range 5 {
+		total = append(total, fleetFile{name: fmt.Sprintf("%d.yaml", i), data: make([]byte, MaxFleetFileBytes)})
+	}
+	for name, files := range map[string][]fleetFile{"big": big, "many": many, "total": total} {
+		_, err := parseFiles(files)
+		if !errors.Is(err, ErrFleetTooLarge) {
+			t.Errorf("parseFiles(%s) = %.200v, want ErrFleetTooLarge", name, err)
+		}
+	}
+	// And Parse, for one file.
+	if _, err := Parse("big.yaml", big[0].data); !errors.Is(err, ErrFleetTooLarge) {
+		t.Errorf("Parse(big) = %.200v, want ErrFleetTooLarge", err)
+	}
+}
+
+// A fleet directory holding more services than MaxServices in all is refused at the
+// first one too many, in file order.
+func TestLoadTooManyServices(t *testing.T) {
+	fsys := fstest.MapFS{}
+	for i := range 3 {
+		var b strings.Builder
+		b.WriteString("services:\n")
+		for j := range MaxServices / 2 {
+			b.WriteString(service(fmt.Sprintf("s%d-%d", i, j)))
+		}
+		fsys[fmt.Sprintf("d/%d.yaml", i)] = &fstest.MapFile{Data: []byte(b.String())}
+	}
+	_, err := Load(fsys, "d")
+	want := fmt.Sprintf("d/2.yaml:2:5: one service too many: a fleet has at most %d", MaxServices)
+	if got := errorLines(t, err); len(got) != 1 || got[0] != want {
+		t.Errorf("errors:\n got %q\nwant %q", got, want)
+	}
+}
+
+// A FIFO named like a fleet file would block the reader forever: it is refused.
+func TestLoadPathNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	for _, p := range []string{dir, fifo} {
+		_, err := LoadPath(p)
+		if err == nil || !strings.Contains(err.Error(), fifo+": not a regular file") {
+			t.Errorf("LoadPath(%s) = %v, want not a regular file naming %s", p, err, fifo)
+		}
+	}
+}
+
+// LoadPath measures a file before reading it.
+func TestLoadPathTooLarge(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, make([]byte, MaxFleetFileBytes+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, big} {
+		_, err := LoadPath(p)
+		want := big + ":1:1: file is 1048577 bytes, more than the 1 MiB a fleet file may have"
+		if !errors.Is(err, ErrFleetTooLarge) || err.Error() != want {
+			t.Errorf("LoadPath(%s) = %v, want %s", p, err, want)
+		}
 	}
 }
