@@ -86,7 +86,7 @@ func newWorldOn(t testing.TB, driverName string, consul *testenv.ConsulAgent, fl
 	if w.reg, err = discovery.New(discovery.Config{Address: w.consul.Addr}, w.log); err != nil {
 		t.Fatalf("discovery: %v", err)
 	}
-	if w.cache, err = sources.NewImageCache(filepath.Join(w.stateDir, "images"), nil, w.log); err != nil {
+	if w.cache, err = sources.NewImageCache(sources.ImageCacheConfig{Dir: filepath.Join(w.stateDir, "images"), Roots: []string{filepath.Dir(w.images.Kernel.Path), filepath.Dir(w.images.Initrd.Path), filepath.Dir(w.images.UnhealthyInitrd.Path)}}, w.log); err != nil {
 		t.Fatalf("image cache: %v", err)
 	}
 	w.rec = w.newReconciler()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -15,30 +16,72 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/drover-dev/drover/internal/redact"
 )
 
-// ChecksumError means an image's bytes do not have the digest the fleet file gives.
-// Nothing is cached: such an image is never booted.
-type ChecksumError struct {
-	URL  string
-	Want string
-	Got  string
-}
+// Defaults of ImageCacheConfig.
+const (
+	// DefaultImageMaxSize bounds one image (20 GiB): a commit cannot fill the disk
+	// that holds the cache, nor make one download run without end.
+	DefaultImageMaxSize int64 = 20 << 30
+	// DefaultImageDownloadTimeout bounds one download (30 min): a server that trickles
+	// or stalls cannot hold a rollout; the next pass retries.
+	DefaultImageDownloadTimeout = 30 * time.Minute
+	// DefaultImageGCGrace is how long an image no VM and no current revision uses
+	// stays cached (24 h): a rollback to the previous revision needs no download.
+	DefaultImageGCGrace = 24 * time.Hour
+	// defaultProgressEvery is how often a long download logs its progress.
+	defaultProgressEvery = 10 * time.Second
+)
 
-func (e *ChecksumError) Error() string {
-	return fmt.Sprintf("checksum mismatch for %s: want sha256 %s, got %s", e.URL, e.Want, e.Got)
+// ImageCacheConfig configures an ImageCache. Image URLs come from commits; every limit
+// here is the operator's, and its default is the safe one.
+type ImageCacheConfig struct {
+	// Dir holds the cache, as <Dir>/sha256/<hex>. Required.
+	Dir string
+	// Roots are the directories file:// images may be read from (--image-root), with
+	// everything below them; symlinks are followed only where they stay inside. Default
+	// none: file:// URLs are refused, since otherwise a commit could read any host file
+	// (/proc/self/environ holds Consul's token) into a guest.
+	Roots []string
+	// AllowHosts are host names, IP addresses and CIDRs (--image-allow-host) that
+	// http(s) images may come from although they are refused by default: loopback,
+	// link-local (the cloud metadata service), unspecified, multicast and this host's
+	// own addresses. A name is allowed whatever it resolves to; an address or CIDR
+	// allows connections to those addresses. Default none: a commit cannot make Drover
+	// send requests to the host's own services (Consul, Drover's status) or fetch
+	// cloud credentials. Private ranges (10/8, 192.168/16, …) are allowed.
+	AllowHosts []string
+	// MaxSize is the largest image in bytes (--image-max-size); default
+	// DefaultImageMaxSize. Larger ones are refused by Content-Length before the body is
+	// read, or as soon as the body passes it.
+	MaxSize int64
+	// DownloadTimeout bounds each download (--image-download-timeout), separately from
+	// the caller's context; default DefaultImageDownloadTimeout. A download that hits it
+	// fails with ErrImageUnavailable, never a checksum verdict.
+	DownloadTimeout time.Duration
+	// Group is the group that may read the cache: the group of the hypervisor's QEMU
+	// user (kvm for libvirt on Debian). Default: DefaultImageGroup when that group
+	// exists and Drover may give files to it, else NoImageGroup. Files are 0640 and
+	// directories 0750 with a group, 0600 and 0711 without; other users read nothing.
+	Group string
 }
-
-// tempPrefix marks downloads in progress; they are never taken for cached images.
-const tempPrefix = ".tmp-"
 
 // ImageCache keeps golden images by content: <dir>/sha256/<hex>. A file at such a path
 // has been verified, since it is written under another name and renamed only once its
 // digest matched; so a hit needs no hashing. One Drover process owns a cache dir.
 type ImageCache struct {
-	dir    string // <dir>/sha256
-	client *http.Client
-	log    *slog.Logger
+	dir           string // <dir>/sha256
+	roots         []imageRoot
+	policy        *hostPolicy
+	client        *http.Client
+	maxSize       int64
+	timeout       time.Duration
+	perm          cachePerm
+	progressEvery time.Duration
+	log           *slog.Logger
+	now           func() time.Time
 
 	mu       sync.Mutex
 	inflight map[string]*download // by digest
@@ -54,51 +97,105 @@ type download struct {
 	err  error // set before done is closed
 }
 
-// NewImageCache creates the cache in dir. Downloads left half-done by a previous
-// process are removed. client is used for http and https URLs (http.DefaultClient when
-// nil); cancellation comes from each Get's context.
-func NewImageCache(dir string, client *http.Client, log *slog.Logger) (*ImageCache, error) {
-	if dir == "" {
+// tempPrefix marks downloads in progress; they are never taken for cached images.
+const tempPrefix = ".tmp-"
+
+// errDownloadTimeout is the cause of a download's own deadline.
+var errDownloadTimeout = errors.New("image download timeout")
+
+// NewImageCache creates the cache in cfg.Dir. Downloads left half-done by a previous
+// process are removed. Cancellation comes from each Get's context.
+func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) {
+	if cfg.Dir == "" {
 		return nil, errors.New("image cache: dir is required")
-	}
-	if client == nil {
-		client = http.DefaultClient
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	abs, err := filepath.Abs(dir)
+	if cfg.MaxSize < 0 || cfg.DownloadTimeout < 0 {
+		return nil, fmt.Errorf("image cache: max size %d and download timeout %s must not be negative", cfg.MaxSize, cfg.DownloadTimeout)
+	}
+	abs, err := filepath.Abs(cfg.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("image cache %s: %w", dir, err)
+		return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
+	}
+	roots, err := newImageRoots(cfg.Roots)
+	if err != nil {
+		return nil, fmt.Errorf("image cache: %w", err)
+	}
+	if err := rootsAvoid(roots, abs); err != nil {
+		return nil, fmt.Errorf("image cache: %w", err)
+	}
+	policy, err := newHostPolicy(cfg.AllowHosts)
+	if err != nil {
+		return nil, fmt.Errorf("image cache: %w", err)
 	}
 	c := &ImageCache{
-		dir:      filepath.Join(abs, "sha256"),
-		client:   client,
-		log:      log,
-		inflight: map[string]*download{},
+		dir:           filepath.Join(abs, "sha256"),
+		roots:         roots,
+		policy:        policy,
+		client:        newImageClient(policy),
+		maxSize:       cfg.MaxSize,
+		timeout:       cfg.DownloadTimeout,
+		progressEvery: defaultProgressEvery,
+		log:           log,
+		now:           time.Now,
+		inflight:      map[string]*download{},
 	}
-	// libvirt's qemu user, not Drover's, opens the images: the tree must be readable by
-	// all, whatever the umask.
+	if c.maxSize == 0 {
+		c.maxSize = DefaultImageMaxSize
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultImageDownloadTimeout
+	}
+	// The parent (the state dir) is QEMU's way in too: created traversable, as before.
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
+	}
+	// The cache's own directories are created private: the mode is widened to the
+	// group's only once the group is set.
 	for _, d := range []string{abs, c.dir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("image cache %s: %w", dir, err)
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
 		}
-		if err := os.Chmod(d, 0o755); err != nil {
-			return nil, fmt.Errorf("image cache %s: %w", dir, err)
+	}
+	perm, group, err := resolveGroup(cfg.Group, abs)
+	if err != nil {
+		return nil, err
+	}
+	c.perm = perm
+	for _, d := range []string{abs, c.dir} {
+		info, err := os.Lstat(d)
+		if err == nil {
+			err = perm.apply(d, info)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
 		}
 	}
 	entries, err := os.ReadDir(c.dir)
 	if err != nil {
-		return nil, fmt.Errorf("image cache %s: %w", dir, err)
+		return nil, fmt.Errorf("image cache %s: %w", cfg.Dir, err)
 	}
 	for _, e := range entries {
+		p := filepath.Join(c.dir, e.Name())
 		if strings.HasPrefix(e.Name(), tempPrefix) {
-			if err := os.Remove(filepath.Join(c.dir, e.Name())); err != nil {
-				return nil, fmt.Errorf("image cache %s: remove unfinished download: %w", dir, err)
+			if err := os.Remove(p); err != nil {
+				return nil, fmt.Errorf("image cache %s: remove unfinished download: %w", cfg.Dir, err)
 			}
 			log.Info("removed unfinished image download", "file", e.Name())
+			continue
+		}
+		// Images an older Drover cached readable by all are tightened now, not only
+		// when next used. A file libvirt has handed to QEMU's user for a running VM
+		// may refuse a Drover that is not root; it is tightened on its next use.
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			if err := perm.apply(p, info); err != nil {
+				log.Warn("cannot set the mode of a cached image", "file", e.Name(), "err", err)
+			}
 		}
 	}
+	log.Debug("image cache ready", "dir", abs, "group", group, "roots", c.rootList(), "max_size", c.maxSize, "download_timeout", c.timeout)
 	return c, nil
 }
 
@@ -108,20 +205,26 @@ func (c *ImageCache) Path(sha256Hex string) string {
 }
 
 // Get returns the path of the verified image a, downloading it if it is not cached.
-// Concurrent calls for one digest download it once.
+// Concurrent calls for one digest download it once. A URL the policy refuses is
+// refused even when its digest is cached, so a commit's outcome does not depend on
+// what the cache happens to hold. See ErrImageUnavailable for what its errors mean.
 func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 	digest := strings.ToLower(a.SHA256)
 	if !sha256RE.MatchString(digest) {
-		return "", fmt.Errorf("get image %s: invalid sha256 %q: want 64 hex digits", a.URL, a.SHA256)
+		return "", refused(a.URL, "invalid sha256 %q: want 64 hex digits", a.SHA256)
 	}
-	if msg := checkImageURL(a.URL); msg != "" {
-		return "", fmt.Errorf("get image: %s", msg)
+	if err := c.checkURL(a.URL); err != nil {
+		return "", err
 	}
 	final := c.Path(digest)
 	for {
 		c.mu.Lock()
-		// Checked under the lock: a finished download renames before leaving inflight.
+		// Checked under the lock: a finished download renames before leaving inflight,
+		// and Collect removes under it.
 		if cached(final) {
+			if err := c.perm.touch(final, c.now()); err != nil {
+				c.log.Warn("cannot record use of cached image", "sha256", digest, "err", err)
+			}
 			c.mu.Unlock()
 			return final, nil
 		}
@@ -148,7 +251,7 @@ func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 		select {
 		case <-d.done:
 		case <-ctx.Done():
-			return "", fmt.Errorf("get image %s: %w", a.URL, ctx.Err())
+			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), ctx.Err())
 		}
 		if d.err == nil {
 			return final, nil
@@ -159,7 +262,7 @@ func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 			return "", d.err
 		}
 		if ctx.Err() != nil {
-			return "", fmt.Errorf("get image %s: %w", a.URL, ctx.Err())
+			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), ctx.Err())
 		}
 	}
 }
@@ -169,19 +272,48 @@ func cached(p string) bool {
 	return err == nil && info.Mode().IsRegular()
 }
 
+// checkURL refuses, before any I/O, what the policy refuses by the URL alone.
+func (c *ImageCache) checkURL(rawURL string) error {
+	if msg := checkImageURL(rawURL); msg != "" {
+		return refused(rawURL, "%s", msg)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return refused(rawURL, "invalid URL")
+	}
+	if u.Scheme == "file" {
+		return c.checkFilePath(rawURL, u.Path)
+	}
+	if c.policy.names[normHost(u.Hostname())] {
+		return nil
+	}
+	if why := c.policy.checkHost(u.Hostname()); why != "" {
+		return refused(rawURL, "%s", why)
+	}
+	return nil
+}
+
 // download fetches rawURL into a temporary file beside final while hashing it, and
-// renames it to final only when the digest matches.
+// renames it to final only when the digest matches. Whatever fails, nothing but a
+// whole verified image is ever visible at final.
 func (c *ImageCache) download(ctx context.Context, rawURL, digest, final string) (err error) {
 	start := time.Now()
-	src, err := c.open(ctx, rawURL)
+	dctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errDownloadTimeout)
+	defer cancel()
+	defer func() {
+		if err != nil {
+			err = c.fetchError(ctx, dctx, rawURL, err)
+		}
+	}()
+	src, total, err := c.open(dctx, rawURL)
 	if err != nil {
-		return fmt.Errorf("get image %s: %w", rawURL, err)
+		return err
 	}
 	defer src.Close()
 
 	tmp, err := os.CreateTemp(c.dir, tempPrefix+digest[:12]+"-*")
 	if err != nil {
-		return fmt.Errorf("get image %s: %w", rawURL, err)
+		return fmt.Errorf("create temporary file: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -190,69 +322,85 @@ func (c *ImageCache) download(ctx context.Context, rawURL, digest, final string)
 		}
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), &ctxReader{ctx: ctx, r: src})
+	pr := &progressReader{r: io.LimitReader(&ctxReader{ctx: dctx, r: src}, c.maxSize+1), total: total, start: start, last: start,
+		every: c.progressEvery, log: c.log.With("url", redact.URL(rawURL), "sha256", digest)}
+	n, err := io.Copy(io.MultiWriter(tmp, h), pr)
 	if err != nil {
-		return fmt.Errorf("get image %s: %w", rawURL, err)
+		return err
+	}
+	if n > c.maxSize {
+		return refused(rawURL, "more than the image size limit %d bytes (--image-max-size)", c.maxSize)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
-		return &ChecksumError{URL: rawURL, Want: digest, Got: got}
+		return &ChecksumError{URL: redact.URL(rawURL), Want: digest, Got: got}
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("get image %s: %w", rawURL, err)
+	if c.perm.gid >= 0 {
+		if err := tmp.Chown(-1, c.perm.gid); err != nil {
+			return fmt.Errorf("set group of cached image: %w", err)
+		}
+	}
+	if err := tmp.Chmod(c.perm.file); err != nil {
+		return fmt.Errorf("set mode of cached image: %w", err)
 	}
 	// Durable before it is visible: after a crash, a file at final is a whole image.
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("get image %s: %w", rawURL, err)
+		return fmt.Errorf("sync cached image: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("get image %s: %w", rawURL, err)
+		return fmt.Errorf("close cached image: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("get image %s: %w", rawURL, err)
+		return fmt.Errorf("rename cached image: %w", err)
 	}
 	if dir, err := os.Open(c.dir); err == nil {
 		_ = dir.Sync() // best effort: the rename is already done
 		dir.Close()
 	}
-	c.log.Info("cached image", "url", rawURL, "sha256", digest, "bytes", n, "took", time.Since(start).Round(time.Millisecond))
+	c.log.Info("cached image", "url", redact.URL(rawURL), "sha256", digest, "bytes", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-func (c *ImageCache) open(ctx context.Context, rawURL string) (io.ReadCloser, error) {
+// fetchError classifies a failed download (see ErrImageUnavailable). The download's
+// own deadline is reported without context.DeadlineExceeded in the chain: that is the
+// caller's deadline, and a slow image is not a verdict on a revision.
+func (c *ImageCache) fetchError(ctx, dctx context.Context, rawURL string, err error) error {
+	var (
+		pe *PolicyError
+		ce *ChecksumError
+		ae *addrError
+		re *redirectError
+	)
+	red := redact.URL(rawURL)
+	switch {
+	case errors.As(err, &pe):
+		return pe
+	case errors.As(err, &ce):
+		return ce
+	case errors.As(err, &ae):
+		return refused(rawURL, "%s", ae.msg)
+	case errors.As(err, &re):
+		return refused(rawURL, "%s", re.msg)
+	case ctx.Err() != nil:
+		return fmt.Errorf("get image %s: %w", red, ctx.Err())
+	case errors.Is(context.Cause(dctx), errDownloadTimeout):
+		return fmt.Errorf("get image %s: %w: download did not finish within %s (--image-download-timeout)", red, ErrImageUnavailable, c.timeout)
+	}
+	return fmt.Errorf("get image %s: %w: %s", red, ErrImageUnavailable, redact.String(err.Error()))
+}
+
+// open returns the image's bytes and their length, -1 when unknown.
+func (c *ImageCache) open(ctx context.Context, rawURL string) (io.ReadCloser, int64, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, err
+		return nil, 0, refused(rawURL, "invalid URL")
 	}
 	switch u.Scheme {
 	case "file":
-		f, err := os.Open(u.Path)
-		if err != nil {
-			return nil, err
-		}
-		if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
-			f.Close()
-			if err == nil {
-				err = fmt.Errorf("%s is not a regular file", u.Path)
-			}
-			return nil, err
-		}
-		return f, nil
+		return c.openFile(rawURL, u.Path)
 	case "http", "https":
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			resp.Body.Close()
-			return nil, fmt.Errorf("HTTP status %s", resp.Status)
-		}
-		return resp.Body, nil
+		return c.openHTTP(ctx, rawURL)
 	}
-	return nil, fmt.Errorf("unsupported URL scheme %q", u.Scheme)
+	return nil, 0, refused(rawURL, "unsupported URL scheme %q", u.Scheme)
 }
 
 // ctxReader stops a copy when ctx ends; a file read has no context of its own.
@@ -266,4 +414,28 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return r.r.Read(p)
+}
+
+// progressReader logs how far a long download is, every `every`.
+type progressReader struct {
+	r           io.Reader
+	n, total    int64
+	start, last time.Time
+	every       time.Duration
+	log         *slog.Logger
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	if now := time.Now(); now.Sub(p.last) >= p.every {
+		p.last = now
+		secs := now.Sub(p.start).Seconds()
+		attrs := []any{"bytes", p.n, "mib_per_s", fmt.Sprintf("%.1f", float64(p.n)/(1<<20)/max(secs, 0.001))}
+		if p.total > 0 {
+			attrs = append(attrs, "total", p.total, "percent", p.n*100/p.total)
+		}
+		p.log.Info("downloading image", attrs...)
+	}
+	return n, err
 }

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,14 +69,35 @@ func (s *imageServer) count(path string) int32 {
 	return n.(*atomic.Int32).Load()
 }
 
-func newCache(t *testing.T) (*ImageCache, string) {
+// newCache is a cache in a new directory that may download from 127.0.0.1 (the test
+// servers) and from cfg.AllowHosts. Whatever the policy says, it never lets a test
+// connect anywhere but the loopback interface.
+func newCache(t *testing.T, cfg ImageCacheConfig) (*ImageCache, string) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "images")
-	c, err := NewImageCache(dir, nil, nil)
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(t.TempDir(), "images")
+	}
+	c, err := NewImageCache(cfg, nil)
 	if err != nil {
 		t.Fatalf("NewImageCache: %v", err)
 	}
-	return c, dir
+	c.policy.connecting = loopbackOnly(t)
+	return c, cfg.Dir
+}
+
+// allowLocal is the config of caches that download from the test servers.
+func allowLocal() ImageCacheConfig { return ImageCacheConfig{AllowHosts: []string{"127.0.0.1"}} }
+
+// loopbackOnly refuses, and fails the test for, any connection that would leave the
+// loopback interface: a safety net under the policy being tested.
+func loopbackOnly(t *testing.T) func(network, address string) error {
+	return func(network, address string) error {
+		if ap, err := netip.ParseAddrPort(address); err != nil || !ap.Addr().Unmap().IsLoopback() {
+			t.Errorf("the cache tried to connect to %s %s", network, address)
+			return fmt.Errorf("test refuses %s", address)
+		}
+		return nil
+	}
 }
 
 // assertOnlyCached checks that the cache holds exactly these digests and nothing else,
@@ -94,11 +117,40 @@ func assertOnlyCached(t *testing.T, dir string, digests ...string) {
 	}
 }
 
+// assertPrivate checks that no user but Drover and the cache's group can read paths:
+// files are 0640 (0600 without a group), directories 0750 (0711), of the group.
+func assertPrivate(t *testing.T, c *ImageCache, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		info, err := os.Lstat(p)
+		if err != nil {
+			t.Errorf("stat %s: %v", p, err)
+			continue
+		}
+		want := os.FileMode(0o640)
+		if c.perm.gid < 0 {
+			want = 0o600
+		}
+		if info.IsDir() {
+			want = 0o750
+			if c.perm.gid < 0 {
+				want = 0o711
+			}
+		}
+		if info.Mode().Perm() != want || info.Mode().Perm()&0o044 == 0o044 && !info.IsDir() || info.Mode().Perm()&0o004 != 0 {
+			t.Errorf("mode of %s = %v, want %v", p, info.Mode().Perm(), want)
+		}
+		if c.perm.gid >= 0 && fileGid(info) != c.perm.gid {
+			t.Errorf("group of %s = %d, want %d", p, fileGid(info), c.perm.gid)
+		}
+	}
+}
+
 func TestImageCacheGet(t *testing.T) {
 	content := []byte("golden image bytes")
 	digest := digestOf(content)
 	srv := newImageServer(t, content)
-	c, dir := newCache(t)
+	c, dir := newCache(t, allowLocal())
 	ctx := context.Background()
 
 	a := Artifact{URL: srv.URL + "/web.qcow2", SHA256: strings.ToUpper(digest)}
@@ -112,11 +164,7 @@ func TestImageCacheGet(t *testing.T) {
 	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, content) {
 		t.Errorf("cached content = %q, %v; want %q", got, err, content)
 	}
-	for path, mode := range map[string]os.FileMode{p: 0o644, filepath.Dir(p): 0o755 | os.ModeDir, dir: 0o755 | os.ModeDir} {
-		if info, err := os.Stat(path); err != nil || info.Mode() != mode {
-			t.Errorf("mode of %s = %v, %v; want %v", path, info.Mode(), err, mode)
-		}
-	}
+	assertPrivate(t, c, p, filepath.Dir(p), dir)
 
 	// A hit does not download again, whatever URL now points at the digest.
 	for _, url := range []string{a.URL, srv.URL + "/mirror.qcow2"} {
@@ -128,7 +176,7 @@ func TestImageCacheGet(t *testing.T) {
 		t.Errorf("requests = %d and %d, want 1 and 0", n, m)
 	}
 	// So does a new cache on the same dir, as after a restart.
-	c2, err := NewImageCache(dir, nil, nil)
+	c2, err := NewImageCache(ImageCacheConfig{Dir: dir, AllowHosts: []string{"127.0.0.1"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +192,7 @@ func TestImageCacheFileURL(t *testing.T) {
 	if err := os.WriteFile(src, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, dir := newCache(t)
+	c, dir := newCache(t, ImageCacheConfig{Roots: []string{filepath.Dir(src)}})
 	p, err := c.Get(context.Background(), Artifact{URL: "file://" + src, SHA256: digestOf(content)})
 	if err != nil {
 		t.Fatalf("Get: %v", err)
@@ -152,9 +200,7 @@ func TestImageCacheFileURL(t *testing.T) {
 	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, content) {
 		t.Errorf("cached content = %q, %v; want %q", got, err, content)
 	}
-	if info, err := os.Stat(p); err != nil || info.Mode() != 0o644 {
-		t.Errorf("mode = %v, %v; want 0644 even though the source is 0600", info.Mode(), err)
-	}
+	assertPrivate(t, c, p)
 	assertOnlyCached(t, dir, digestOf(content))
 }
 
@@ -162,7 +208,7 @@ func TestImageCacheConcurrentGetsDownloadOnce(t *testing.T) {
 	content := []byte("shared image")
 	srv := newImageServer(t, content)
 	srv.block = make(chan struct{})
-	c, dir := newCache(t)
+	c, dir := newCache(t, allowLocal())
 	const callers = 8
 	joined := make(chan struct{}, callers)
 	c.joined = func(string) { joined <- struct{}{} }
@@ -195,34 +241,48 @@ func TestImageCacheErrors(t *testing.T) {
 	content := []byte("real bytes")
 	srv := newImageServer(t, content)
 	wrong := digestOf([]byte("other bytes"))
-	missingFile := filepath.Join(t.TempDir(), "nope")
+	root := t.TempDir()
+	missingFile := filepath.Join(root, "nope")
+	if err := os.Mkdir(filepath.Join(root, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name     string
 		artifact Artifact
 		contains []string
+		is       error
 	}{
 		{"checksum mismatch", Artifact{URL: srv.URL + "/bad.qcow2", SHA256: wrong},
-			[]string{"checksum mismatch", srv.URL + "/bad.qcow2", wrong, digestOf(content)}},
+			[]string{"checksum mismatch", srv.URL + "/bad.qcow2", wrong, digestOf(content)}, nil},
 		{"HTTP 404", Artifact{URL: srv.URL + "/missing", SHA256: wrong},
-			[]string{srv.URL + "/missing", "404"}},
+			[]string{srv.URL + "/missing", "404"}, ErrImageUnavailable},
 		{"missing file", Artifact{URL: "file://" + missingFile, SHA256: wrong},
-			[]string{missingFile, "no such file"}},
-		{"directory", Artifact{URL: "file://" + t.TempDir(), SHA256: wrong},
-			[]string{"not a regular file"}},
+			[]string{missingFile, "no such file"}, ErrImageUnavailable},
+		{"directory", Artifact{URL: "file://" + filepath.Join(root, "dir"), SHA256: wrong},
+			[]string{"not a regular file", "a directory"}, ErrImageRefused},
 		{"unsupported scheme", Artifact{URL: "ftp://127.0.0.1/x", SHA256: wrong},
-			[]string{"ftp://127.0.0.1/x", "want a file://, http:// or https:// URL"}},
+			[]string{"ftp://127.0.0.1/x", "want a file://, http:// or https:// URL"}, ErrImageRefused},
 		{"relative file URL", Artifact{URL: "file://images/x", SHA256: wrong},
-			[]string{"must be absolute"}},
+			[]string{"must be absolute"}, ErrImageRefused},
 		{"bad digest", Artifact{URL: srv.URL + "/x", SHA256: "abc"},
-			[]string{`invalid sha256 "abc"`}},
+			[]string{`invalid sha256 "abc"`}, ErrImageRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, dir := newCache(t)
+			cfg := allowLocal()
+			cfg.Roots = []string{root}
+			c, dir := newCache(t, cfg)
 			p, err := c.Get(context.Background(), tt.artifact)
 			if err == nil {
 				t.Fatalf("Get = %s, want an error", p)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %q is not %v", err, tt.is)
+			}
+			var ce *ChecksumError
+			if tt.is != nil && errors.As(err, &ce) {
+				t.Errorf("error %q is a ChecksumError: it would fail the revision", err)
 			}
 			for _, s := range tt.contains {
 				if !strings.Contains(err.Error(), s) {
@@ -237,7 +297,7 @@ func TestImageCacheErrors(t *testing.T) {
 	}
 
 	t.Run("checksum error type", func(t *testing.T) {
-		c, _ := newCache(t)
+		c, _ := newCache(t, allowLocal())
 		_, err := c.Get(context.Background(), Artifact{URL: srv.URL + "/typed", SHA256: wrong})
 		var ce *ChecksumError
 		if !errors.As(err, &ce) || ce.URL != srv.URL+"/typed" || ce.Want != wrong || ce.Got != digestOf(content) {
@@ -256,7 +316,7 @@ func TestImageCacheCancel(t *testing.T) {
 
 	t.Run("cancelled before", func(t *testing.T) {
 		srv := newImageServer(t, content)
-		c, dir := newCache(t)
+		c, dir := newCache(t, allowLocal())
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_, err := c.Get(ctx, Artifact{URL: srv.URL + "/a", SHA256: digest})
@@ -270,7 +330,7 @@ func TestImageCacheCancel(t *testing.T) {
 		srv := newImageServer(t, content)
 		srv.block = make(chan struct{})
 		defer close(srv.block)
-		c, dir := newCache(t)
+		c, dir := newCache(t, allowLocal())
 		ctx, cancel := context.WithCancel(context.Background())
 		errc := make(chan error, 1)
 		go func() {
@@ -288,7 +348,7 @@ func TestImageCacheCancel(t *testing.T) {
 	t.Run("a waiter outlives a cancelled download", func(t *testing.T) {
 		srv := newImageServer(t, content)
 		srv.block = make(chan struct{})
-		c, dir := newCache(t)
+		c, dir := newCache(t, allowLocal())
 		joined := make(chan struct{}, 1)
 		c.joined = func(string) { joined <- struct{}{} }
 		a := Artifact{URL: srv.URL + "/a", SHA256: digest}
@@ -328,14 +388,11 @@ func TestNewImageCacheRemovesUnfinished(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(sub, tempPrefix+"abc-123"), []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewImageCache(dir, nil, nil); err != nil {
+	if _, err := NewImageCache(ImageCacheConfig{Dir: dir}, nil); err != nil {
 		t.Fatalf("NewImageCache: %v", err)
 	}
 	assertOnlyCached(t, dir)
-	if info, err := os.Stat(sub); err != nil || info.Mode().Perm() != 0o755 {
-		t.Errorf("mode of %s = %v, %v; want 0755", sub, info.Mode().Perm(), err)
-	}
-	if _, err := NewImageCache("", nil, nil); err == nil {
+	if _, err := NewImageCache(ImageCacheConfig{}, nil); err == nil {
 		t.Errorf("NewImageCache(\"\") succeeded, want an error")
 	}
 }

@@ -51,7 +51,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	d.source = git
-	images, err := sources.NewImageCache(filepath.Join(o.stateDir, "images"), &http.Client{Timeout: 30 * time.Minute}, log)
+	images, err := sources.NewImageCache(sources.ImageCacheConfig{Dir: filepath.Join(o.stateDir, "images")}, log) // TODO(cmd helper): wire --image-root and the other image flags
 	if err != nil {
 		return nil, err
 	}
