@@ -31,8 +31,8 @@ func TestGitFleetSizeLimits(t *testing.T) {
 		path  string
 		want  []string
 	}{
-		{"oversize file", map[string]*string{"fleet.yaml": &big}, "fleet.yaml", []string{"fleet.yaml", "bytes"}},
-		{"oversize file in a directory", map[string]*string{"fleet/a.yaml": &small, "fleet/huge.yaml": &big}, "fleet", []string{"fleet/huge.yaml", "bytes"}},
+		{"oversize file", map[string]*string{"fleet.yaml": &big}, "fleet.yaml", []string{"fleet.yaml", fmt.Sprint(MaxFleetFileBytes)}},
+		{"oversize file in a directory", map[string]*string{"fleet/a.yaml": &small, "fleet/huge.yaml": &big}, "fleet", []string{"fleet/huge.yaml", fmt.Sprint(MaxFleetFileBytes)}},
 		{"too many files", many, "fleet", []string{"fleet", fmt.Sprint(MaxFleetFiles)}},
 		{"too many bytes in all", total, "fleet", []string{"fleet", fmt.Sprint(MaxFleetTotalBytes)}},
 	}

@@ -3,8 +3,6 @@ package sources
 import (
 	"context"
 	"errors"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,19 +180,11 @@ func TestGitFollowsForcePush(t *testing.T) {
 }
 
 func TestGitOverHTTP(t *testing.T) {
-	const backend = "/usr/lib/git-core/git-http-backend"
-	if _, err := os.Stat(backend); err != nil {
-		testenv.Unavailable(t, "git http-backend not found at %s", backend)
-	}
 	r := newTestRepo(t)
 	want := r.commit(t, map[string]*string{"fleet.yaml": ptr("services:\n" + service("web"))})
-	srv := httptest.NewServer(&cgi.Handler{
-		Path: backend,
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.dir), "GIT_HTTP_EXPORT_ALL=1"},
-	})
-	defer srv.Close()
+	srv := testenv.ServeGitHTTP(t, filepath.Dir(r.dir), testenv.GitHTTPOptions{})
 
-	g := newGit(t, GitConfig{URL: srv.URL + "/" + filepath.Base(r.dir), Dir: filepath.Join(t.TempDir(), "clone")})
+	g := newGit(t, GitConfig{URL: srv.RepoURL(filepath.Base(r.dir)), Dir: filepath.Join(t.TempDir(), "clone")})
 	rev, err := g.Read(context.Background())
 	if err != nil {
 		t.Fatalf("Read over HTTP: %v", err)

@@ -51,6 +51,7 @@ func TestGitTimeoutOnSilentServer(t *testing.T) {
 			g := newGit(t, GitConfig{URL: tc.url, Dir: filepath.Join(t.TempDir(), "clone"), Timeout: 2 * time.Second})
 			for _, attempt := range []string{"first read", "read while the first may still be stuck"} {
 				err := waitErr(t, readAsync(t, context.Background(), g), attempt)
+				t.Logf("%s: %v", attempt, err)
 				if !errors.Is(err, ErrFetch) || !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("%s: error = %v; want ErrFetch, ErrTimeout and context.DeadlineExceeded", attempt, err)
 				}
@@ -90,6 +91,7 @@ func TestGitCancelOnSilentServer(t *testing.T) {
 			}
 			cancel()
 			err := waitErr(t, done, "read after cancel")
+			t.Logf("read after cancel: %v", err)
 			if !errors.Is(err, ErrFetch) || !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
 				t.Errorf("error = %v; want ErrFetch and context.Canceled, not ErrTimeout", err)
 			}
@@ -103,5 +105,38 @@ func TestNewGitTimeout(t *testing.T) {
 	}
 	if _, err := NewGit(GitConfig{URL: "/srv/fleet", Timeout: -time.Second}, nil); err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("NewGit with a negative timeout = %v, want an error about the timeout", err)
+	}
+}
+
+// A remote whose host never completes the TCP handshake (a firewall dropping packets):
+// go-git dials git:// with no deadline at all, so only running the fetch under the
+// source's own deadline bounds it.
+func TestGitTimeoutOnUnansweredConnect(t *testing.T) {
+	addr := testenv.UnansweredAddr(t)
+	for _, tc := range []struct{ name, url string }{
+		{"http", "http://" + addr + "/fleet.git"},
+		{"git protocol", "git://" + addr + "/fleet.git"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGit(t, GitConfig{URL: tc.url, Dir: filepath.Join(t.TempDir(), "clone"), Timeout: 2 * time.Second})
+			// The second read may find the first still stuck in its connect: it
+			// gives up waiting for it within the timeout too.
+			for _, attempt := range []string{"first read", "second read"} {
+				err := waitErr(t, readAsync(t, context.Background(), g), attempt)
+				t.Logf("%s: %v", attempt, err)
+				if !errors.Is(err, ErrFetch) || !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), tc.url) {
+					t.Errorf("%s: error = %v; want ErrFetch and ErrTimeout naming %s", attempt, err, tc.url)
+				}
+			}
+			// Reading a commit from the clone does not wait for ever either.
+			done := make(chan error, 1)
+			go func() {
+				_, err := g.Fleet(context.Background(), strings.Repeat("a", 40))
+				done <- err
+			}()
+			if err := waitErr(t, done, "Fleet"); err == nil {
+				t.Errorf("Fleet of a commit never fetched succeeded")
+			}
+		})
 	}
 }

@@ -21,7 +21,7 @@ var ErrTimeout = errors.New("git operation timed out")
 type timeoutError struct{ after time.Duration }
 
 func (e *timeoutError) Error() string {
-	return fmt.Sprintf("%v after %s (the git timeout)", ErrTimeout, e.after)
+	return fmt.Sprintf("%v after %s", ErrTimeout, e.after)
 }
 
 func (e *timeoutError) Is(target error) bool {

@@ -183,3 +183,15 @@ func TestSilentServer(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestUnansweredAddr: a connect to the address does not complete.
+func TestUnansweredAddr(t *testing.T) {
+	addr := UnansweredAddr(t)
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("dial %s: want a timeout, got %v", addr, err)
+	}
+}

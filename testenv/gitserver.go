@@ -11,10 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // GitHTTPServer serves the repositories in one directory over git's smart HTTP
@@ -162,4 +165,41 @@ func (s *SilentServer) Accepted() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// UnansweredAddr returns a 127.0.0.1 address where a TCP connect never completes, as
+// with a host whose firewall drops packets: a listener whose accept queue is full and
+// that never accepts, so the kernel drops every new SYN. It lasts until the test ends.
+func UnansweredAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("unanswered address: socket: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("unanswered address: bind: %v", err)
+	}
+	// A backlog of 0 still queues one connection; fill the queue.
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatalf("unanswered address: listen: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("unanswered address: getsockname: %v", err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				return addr // the queue is full
+			}
+			t.Fatalf("unanswered address: fill the accept queue: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if i == 16 {
+			t.Fatalf("unanswered address: %s still accepts connections after %d", addr, i+1)
+		}
+	}
 }
