@@ -3,59 +3,97 @@ package hypervisor
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"time"
 )
 
-// imageInfo is the part of `qemu-img info --output=json` Drover reads.
-type imageInfo struct {
-	Format          string `json:"format"`
-	BackingFilename string `json:"backing-filename"`
-}
-
-// ProbeImage reads a golden disk's format with the qemu-img binary qemuImg (a path, or
-// a name looked up in PATH). A golden image must stand alone: a backing file
-// reference would make a verified image depend on bytes nobody verified.
-func ProbeImage(ctx context.Context, qemuImg, path string) (format string, err error) {
-	out, err := runQEMUImg(ctx, qemuImg, "info", "--output=json", path)
-	if err != nil {
-		return "", fmt.Errorf("inspect disk image %s: %w", path, err)
-	}
-	var info imageInfo
-	if err := json.Unmarshal(out, &info); err != nil {
-		return "", fmt.Errorf("inspect disk image %s: parse qemu-img output: %w", path, err)
-	}
-	if info.Format == "" {
-		return "", fmt.Errorf("inspect disk image %s: qemu-img reported no format", path)
-	}
-	if info.BackingFilename != "" {
-		return "", fmt.Errorf("inspect disk image %s: it has a backing file (%s); a golden image must be self-contained", path, info.BackingFilename)
-	}
-	return info.Format, nil
-}
+// Bounds on every qemu-img Drover runs. A crafted image can make qemu-img allocate
+// huge tables or spin on a corrupt header; these keep it from taking the host or a
+// pass with it. A legitimate info or create takes milliseconds and a few MiB.
+const (
+	qemuImgTimeout   = 30 * time.Second
+	qemuImgMaxMemory = 1 << 30 // address space, bytes (prlimit --as)
+	qemuImgCPUTime   = 30      // seconds (prlimit --cpu)
+	qemuImgMaxOutput = 1 << 20 // bytes of stdout read, and of stderr kept
+)
 
 // CreateOverlay makes a qcow2 overlay over a golden image with the qemu-img binary
 // qemuImg, so the golden image is never written and a VM's disk costs only what the
 // guest changes. The backing format is spelled out so QEMU never probes the golden
-// image (a raw image could pose as qcow2).
+// image (a raw image could pose as qcow2); pass the format InspectGolden returned.
 func CreateOverlay(ctx context.Context, qemuImg, overlay, backing, backingFmt string) error {
+	if backingFmt != FormatRaw && backingFmt != FormatQCOW2 {
+		return fmt.Errorf("create overlay %s over %s: backing format %q: %w", overlay, backing, backingFmt, ErrUnsafeImage)
+	}
 	if _, err := runQEMUImg(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-F", backingFmt, "-b", backing, overlay); err != nil {
 		return fmt.Errorf("create overlay %s over %s: %w", overlay, backing, err)
 	}
 	return nil
 }
 
+// runQEMUImg runs qemu-img bounded in time, memory, CPU and output, with an empty
+// environment (it needs none, and must not inherit Drover's Consul token).
 func runQEMUImg(ctx context.Context, qemuImg string, args ...string) ([]byte, error) {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, qemuImg, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return nil, fmt.Errorf("qemu-img %s: %w: %s", args[0], err, msg)
-		}
-		return nil, fmt.Errorf("qemu-img %s: %w", args[0], err)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		return nil, fmt.Errorf("qemu-img %s: prlimit (util-linux) is needed to bound qemu-img's memory: %w", args[0], err)
 	}
-	return stdout.Bytes(), nil
+	ctx, cancel := context.WithTimeout(ctx, qemuImgTimeout)
+	defer cancel()
+	stdout := &cappedBuffer{max: qemuImgMaxOutput}
+	stderr := &cappedBuffer{max: qemuImgMaxOutput, truncate: true}
+	cmd := exec.CommandContext(ctx, prlimit, append([]string{
+		"--as=" + strconv.Itoa(qemuImgMaxMemory),
+		"--cpu=" + strconv.Itoa(qemuImgCPUTime),
+		"--", qemuImg}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.WaitDelay = time.Second
+	err = cmd.Run()
+	switch {
+	case err == nil:
+		return stdout.Bytes(), nil
+	case ctx.Err() != nil:
+		err = fmt.Errorf("%w (limit %v)", ctx.Err(), qemuImgTimeout)
+	case stdout.over:
+		err = fmt.Errorf("output larger than %d bytes", qemuImgMaxOutput)
+	}
+	if msg := strings.TrimSpace(stderr.String()); msg != "" {
+		return nil, fmt.Errorf("qemu-img %s: %w: %s", args[0], err, msg)
+	}
+	return nil, fmt.Errorf("qemu-img %s: %w", args[0], err)
 }
+
+// cappedBuffer keeps at most max bytes. Past that it fails the write, which stops
+// os/exec reading (qemu-img then dies of SIGPIPE), or with truncate it drops the rest.
+// The buffer is a field, not embedded: an embedded bytes.Buffer's ReadFrom would let
+// io.Copy bypass Write and the cap.
+type cappedBuffer struct {
+	buf      bytes.Buffer
+	max      int
+	truncate bool
+	over     bool
+}
+
+var errOutputTooLarge = errors.New("output too large")
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	room := b.max - b.buf.Len()
+	if len(p) <= room {
+		return b.buf.Write(p)
+	}
+	b.over = true
+	b.buf.Write(p[:max(room, 0)])
+	if b.truncate {
+		return len(p), nil
+	}
+	return 0, errOutputTooLarge
+}
+
+func (b *cappedBuffer) Bytes() []byte  { return b.buf.Bytes() }
+func (b *cappedBuffer) String() string { return b.buf.String() }

@@ -123,11 +123,26 @@ func domainXML(p domainParams) (string, error) {
 
 // userNetArgs are the QEMU arguments of the forwarded user-mode NIC; drift detection
 // compares a definition's against them.
+//
+// restrict=on isolates the guest: without it, 10.0.2.2 is the host's loopback, and a
+// guest reaches every service bound to 127.0.0.1 there (Consul's API, Drover's status).
+// Connections the host makes through hostfwd are not affected, so the service port
+// keeps working; the guest can open no connection at all, to the host or beyond.
 func userNetArgs(hostPort, guestPort int) []string {
-	netdev := "user,id=" + userNetID + ",hostfwd=tcp:127.0.0.1:" +
+	return userNetArgsWith(hostPort, guestPort, ",restrict=on")
+}
+
+func userNetArgsWith(hostPort, guestPort int, restrict string) []string {
+	netdev := "user,id=" + userNetID + restrict + ",hostfwd=tcp:127.0.0.1:" +
 		strconv.Itoa(hostPort) + "-:" + strconv.Itoa(guestPort)
 	device := "virtio-net-pci,netdev=" + userNetID + ",bus=pcie.0,addr=" + userNICAddr + ",romfile="
 	return []string{"-netdev", netdev, "-device", device}
+}
+
+// unrestrictedUserNetArgs are what Drover defined before it restricted user networking.
+// A VM defined with them is reported as drift, so it is replaced by an isolated one.
+func unrestrictedUserNetArgs(hostPort, guestPort int) []string {
+	return userNetArgsWith(hostPort, guestPort, "")
 }
 
 // guestAgentChannel lets a guest that runs qemu-guest-agent report its addresses when

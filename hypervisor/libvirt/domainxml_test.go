@@ -125,7 +125,9 @@ func TestDomainXMLNetworkModes(t *testing.T) {
 			name:    "user",
 			network: hypervisor.Network{Mode: hypervisor.NetworkUser},
 			wantArgs: []string{
-				"-netdev", "user,id=drover0,hostfwd=tcp:127.0.0.1:40123-:8080",
+				// restrict=on: the guest cannot open connections to the
+				// host's 127.0.0.1 (10.0.2.2) or anywhere; hostfwd still works.
+				"-netdev", "user,id=drover0,restrict=on,hostfwd=tcp:127.0.0.1:40123-:8080",
 				"-device", "virtio-net-pci,netdev=drover0,bus=pcie.0,addr=0x10,romfile=",
 			},
 		},

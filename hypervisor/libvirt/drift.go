@@ -203,7 +203,11 @@ func definitionDrift(m vmMetadata, def *libvirtxml.Domain, qemuArgs bool) []stri
 				got = append(got, a.Value)
 			}
 		}
-		if want := userNetArgs(m.HostPort, m.GuestPort); !slices.Equal(got, want) {
+		switch want := userNetArgs(m.HostPort, m.GuestPort); {
+		case slices.Equal(got, want):
+		case slices.Equal(got, unrestrictedUserNetArgs(m.HostPort, m.GuestPort)):
+			add("network: user networking not restricted (defined by an older Drover): the guest can reach services on the host's 127.0.0.1")
+		default:
 			add("network: qemu arguments created as %q, now %q", strings.Join(want, " "), strings.Join(got, " "))
 		}
 	}

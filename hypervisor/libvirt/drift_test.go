@@ -94,9 +94,12 @@ func TestDefinitionDrift(t *testing.T) {
 		}, []string{"disk disk vda: backing file created as " + user.Disk + ", now /elsewhere.raw"}},
 		{"port forward changed", user, func(d *libvirtxml.Domain) {
 			d.QEMUCommandline.Args[1].Value = "user,id=drover0,hostfwd=tcp:0.0.0.0:41000-:8080"
-		}, []string{`network: qemu arguments created as "-netdev user,id=drover0,hostfwd=tcp:127.0.0.1:41000-:8080 ` +
+		}, []string{`network: qemu arguments created as "-netdev user,id=drover0,restrict=on,hostfwd=tcp:127.0.0.1:41000-:8080 ` +
 			`-device virtio-net-pci,netdev=drover0,bus=pcie.0,addr=0x10,romfile=", now "-netdev ` +
 			`user,id=drover0,hostfwd=tcp:0.0.0.0:41000-:8080 -device virtio-net-pci,netdev=drover0,bus=pcie.0,addr=0x10,romfile="`}},
+		{"user networking defined before it was restricted", user, func(d *libvirtxml.Domain) {
+			d.QEMUCommandline.Args[1].Value = "user,id=drover0,hostfwd=tcp:127.0.0.1:41000-:8080"
+		}, []string{"network: user networking not restricted (defined by an older Drover): the guest can reach services on the host's 127.0.0.1"}},
 		{"interface added to user networking", user, func(d *libvirtxml.Domain) {
 			d.Devices.Interfaces = append(d.Devices.Interfaces, bridgeIface("br9"))
 		}, []string{"network: interface added (bridge br9)"}},
@@ -157,7 +160,7 @@ func TestMemBytes(t *testing.T) {
 // edit does, keeping everything else (Drover's metadata included).
 func redefine(t *testing.T, d *Driver, name string, edit func(*libvirtxml.Domain)) {
 	t.Helper()
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +231,7 @@ func TestListReportsDrift(t *testing.T) {
 	}
 
 	// virsh setvcpus --live 1: only the running VM changes.
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,8 @@ type Driver struct {
 	conn   *libvirt.Connect
 	dead   []*libvirt.Connect // replaced connections, closed by Close
 
+	defineMu sync.Mutex // validated defines take turns: see define
+
 	locks  hypervisor.NameLocks
 	drifts driftCache
 	ports  hypervisor.HostPorts // host ports handed to Creates still in flight
@@ -80,29 +82,30 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("libvirt driver: create state directory: %w", err)
 	}
-	conn, err := connect(cfg.URI)
+	log = log.With("driver", "libvirt", "uri", cfg.URI)
+	// Before any connection: keepalive needs the event loop.
+	if err := startEventLoop(log); err != nil {
+		return nil, fmt.Errorf("libvirt driver: %w", err)
+	}
+	conn, err := connect(ctx, cfg.URI, log)
 	if err != nil {
 		return nil, err
 	}
 	d := &Driver{
 		uri:      cfg.URI,
 		dir:      dir,
-		log:      log.With("driver", "libvirt", "uri", cfg.URI),
+		log:      log,
 		pickPort: hypervisor.FreeLocalPort,
 		now:      time.Now,
 		conn:     conn,
 	}
 	d.virtType = chooseVirtType(conn, cfg.URI, d.log)
+	if err := d.checkStateDir(conn); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("libvirt driver: %w", err)
+	}
 	d.log.Info("connected to libvirt", "virt_type", d.virtType, "state_dir", dir)
 	return d, nil
-}
-
-func connect(uri string) (*libvirt.Connect, error) {
-	conn, err := libvirt.NewConnect(uri)
-	if err != nil {
-		return nil, fmt.Errorf("connect to libvirt at %s (is libvirtd running?): %w", uri, err)
-	}
-	return conn, nil
 }
 
 // Close releases the libvirt connection. VMs keep running.
@@ -126,9 +129,9 @@ func (d *Driver) Close() error {
 }
 
 // connection returns a live connection, reconnecting once libvirt has reported the
-// old one broken (libvirtd restarted). The old one is kept, not closed, because other
-// calls may still hold it; Close releases it.
-func (d *Driver) connection() (*libvirt.Connect, error) {
+// old one broken (libvirtd restarted, or keepalive gave up on it). The old one is kept,
+// not closed, because other calls may still hold it; Close releases it.
+func (d *Driver) connection(ctx context.Context) (*libvirt.Connect, error) {
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
 	if d.conn == nil {
@@ -137,7 +140,7 @@ func (d *Driver) connection() (*libvirt.Connect, error) {
 	if alive, err := d.conn.IsAlive(); err == nil && alive {
 		return d.conn, nil
 	}
-	conn, err := connect(d.uri)
+	conn, err := connect(ctx, d.uri, d.log)
 	if err != nil {
 		return nil, err
 	}
@@ -148,21 +151,26 @@ func (d *Driver) connection() (*libvirt.Connect, error) {
 }
 
 // Create defines a persistent domain for spec and starts it. On any failure it removes
-// everything it made (domain, overlay, console log) before returning.
-func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor.VM, err error) {
+// everything it made (domain, overlay, console log) before returning. When ctx ends
+// first, Create returns then; what it had started finishes or is cleaned up in the
+// background, and List shows the outcome.
+func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (hypervisor.VM, error) {
 	if verr := spec.Validate(hypervisor.NetworkUser, hypervisor.NetworkBridge, hypervisor.NetworkLibvirt); verr != nil {
 		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
 	}
-	defer func() {
-		if err != nil {
-			err = fmt.Errorf("create vm %s: %w", spec.Name, err)
-		}
-	}()
+	vm, err := bounded(ctx, func() (hypervisor.VM, error) { return d.create(ctx, spec) }, nil)
+	if err != nil {
+		return hypervisor.VM{}, fmt.Errorf("create vm %s: %w", spec.Name, err)
+	}
+	return vm, nil
+}
+
+func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor.VM, err error) {
 	unlock := d.locks.Lock(spec.Name)
 	defer unlock()
 	log := d.log.With("vm", spec.Name, "service", spec.Meta.Service)
 
-	conn, err := d.connection()
+	conn, err := d.connection(ctx)
 	if err != nil {
 		return hypervisor.VM{}, err
 	}
@@ -214,7 +222,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	made.remove()
 
 	if spec.Disk != "" {
-		if p.backingFmt, err = hypervisor.ProbeImage(ctx, qemuImg, spec.Disk); err != nil {
+		if p.backingFmt, err = hypervisor.InspectGolden(ctx, qemuImg, spec.Disk); err != nil {
 			return hypervisor.VM{}, err
 		}
 		p.overlay = filepath.Join(d.dir, overlayName(spec.Name))
@@ -244,9 +252,9 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		if err != nil {
 			return hypervisor.VM{}, err
 		}
-		dom, err := conn.DomainDefineXMLFlags(xml, libvirt.DOMAIN_DEFINE_VALIDATE)
+		dom, err := d.define(ctx, conn, xml)
 		if err != nil {
-			return hypervisor.VM{}, fmt.Errorf("define domain: %w", err)
+			return hypervisor.VM{}, err
 		}
 		made.dom = dom
 		serr := dom.Create()
@@ -351,10 +359,14 @@ func removeFileAndRotations(path string) error {
 
 // List returns every domain carrying Drover's metadata, running or not, sorted by name.
 func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
+	return bounded(ctx, func() ([]hypervisor.VM, error) { return d.list(ctx) }, nil)
+}
+
+func (d *Driver) list(ctx context.Context) ([]hypervisor.VM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list vms: %w", err)
 	}
-	conn, err := d.connection()
+	conn, err := d.connection(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list vms: %w", err)
 	}
@@ -391,36 +403,45 @@ func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
 // Get returns one managed VM: hypervisor.ErrNotFound if no domain has that name,
 // hypervisor.ErrNotManaged if it is not Drover's.
 func (d *Driver) Get(ctx context.Context, name string) (hypervisor.VM, error) {
-	if err := ctx.Err(); err != nil {
-		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
-	}
-	dom, _, err := d.lookupManaged(name)
-	if err != nil {
-		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
-	}
-	defer dom.Free()
-	vm, _, err := d.observe(dom)
+	vm, err := bounded(ctx, func() (hypervisor.VM, error) { return d.get(ctx, name) }, nil)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
 	}
 	return vm, nil
 }
 
+func (d *Driver) get(ctx context.Context, name string) (hypervisor.VM, error) {
+	dom, _, err := d.lookupManaged(ctx, name)
+	if err != nil {
+		return hypervisor.VM{}, err
+	}
+	defer dom.Free()
+	vm, _, err := d.observe(dom)
+	return vm, err
+}
+
 // Shutdown presses the VM's ACPI power button and waits up to timeout for it to
 // power off, then pulls the plug. The domain stays defined.
 func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
+	if err := bounded0(ctx, func() error { return d.shutdown(ctx, name, timeout) }); err != nil {
+		return fmt.Errorf("shut down vm %s: %w", name, err)
+	}
+	return nil
+}
+
+func (d *Driver) shutdown(ctx context.Context, name string, timeout time.Duration) error {
 	unlock := d.locks.Lock(name)
 	defer unlock()
-	dom, _, err := d.lookupManaged(name)
+	dom, _, err := d.lookupManaged(ctx, name)
 	if err != nil {
-		return fmt.Errorf("shut down vm %s: %w", name, err)
+		return err
 	}
 	defer dom.Free()
 	log := d.log.With("vm", name)
 
 	off, err := isOff(dom)
 	if err != nil || off {
-		return wrapf(err, "shut down vm %s", name)
+		return err
 	}
 	err = dom.ShutdownFlags(libvirt.DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
 	if isVirErr(err, libvirt.ERR_INVALID_ARG) || isVirErr(err, libvirt.ERR_NO_SUPPORT) {
@@ -440,14 +461,14 @@ func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duratio
 	for {
 		off, err := isOff(dom)
 		if err != nil || off {
-			return wrapf(err, "shut down vm %s", name)
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("shut down vm %s: %w", name, ctx.Err())
+			return ctx.Err()
 		case <-timer.C:
 			log.Warn("vm did not power off in time; forcing it off", "timeout", timeout)
-			return wrapf(forceOff(dom), "shut down vm %s", name)
+			return forceOff(dom)
 		case <-tick.C:
 		}
 	}
@@ -456,18 +477,25 @@ func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duratio
 // Destroy stops a managed VM if it runs, removes its overlay and console log, and
 // undefines it. A domain that is not Drover's is refused with hypervisor.ErrNotManaged.
 func (d *Driver) Destroy(ctx context.Context, name string) error {
+	if err := bounded0(ctx, func() error { return d.destroy(ctx, name) }); err != nil {
+		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	return nil
+}
+
+func (d *Driver) destroy(ctx context.Context, name string) error {
 	unlock := d.locks.Lock(name)
 	defer unlock()
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("destroy vm %s: %w", name, err)
+		return err
 	}
-	dom, meta, err := d.lookupManaged(name)
+	dom, meta, err := d.lookupManaged(ctx, name)
 	if err != nil {
-		return fmt.Errorf("destroy vm %s: %w", name, err)
+		return err
 	}
 	defer dom.Free()
 	if err := forceOff(dom); err != nil {
-		return fmt.Errorf("destroy vm %s: %w", name, err)
+		return err
 	}
 	// Files go before the definition: the definition is the only record of them,
 	// so a Destroy interrupted here is finished by the next one.
@@ -488,13 +516,13 @@ func (d *Driver) Destroy(ctx context.Context, name string) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("destroy vm %s: remove files: %w", name, err)
+		return fmt.Errorf("remove files: %w", err)
 	}
 	if err := undefine(dom); err != nil {
 		if isVirErr(err, libvirt.ERR_NO_DOMAIN) {
 			return nil
 		}
-		return fmt.Errorf("destroy vm %s: %w", name, err)
+		return err
 	}
 	d.log.Info("vm destroyed", "vm", name)
 	return nil
@@ -526,13 +554,6 @@ func isOff(dom *libvirt.Domain) (bool, error) {
 		return false, fmt.Errorf("domain state: %w", err)
 	}
 	return !active, nil
-}
-
-func wrapf(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf(format+": %w", append(args, err)...)
 }
 
 func isVirErr(err error, code libvirt.ErrorNumber) bool {

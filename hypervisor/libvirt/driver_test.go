@@ -157,7 +157,7 @@ func TestNotManagedAndNotFound(t *testing.T) {
 		})
 	}
 	// Refused means untouched: the foreign domain still runs.
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func defineRaw(t *testing.T, d *Driver, name, metadata string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := d.connection()
+	conn, err := d.connection(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,20 +293,49 @@ func TestCreateDiskOverlayAndDestroy(t *testing.T) {
 	}
 }
 
-func TestCreateRefusesGoldenWithBackingFile(t *testing.T) {
+// A golden disk that names another file would give the guest that file's bytes.
+func TestCreateRefusesGoldenNamingOtherFiles(t *testing.T) {
 	d := newTestDriver(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "host-secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("secret\n", 1024)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	qemuImg := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v: %s", args, err, out)
+		}
+	}
 	base := hypervisortest.MakeGolden(t, "qcow2")
-	golden := filepath.Join(t.TempDir(), "chained.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, golden).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img create: %v: %s", err, out)
+	tests := []struct {
+		name, want string
+		make       func(p string)
+	}{
+		{"backing file", "self-contained", func(p string) { qemuImg("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, p) }},
+		{"qcow2 data file", "external data file", func(p string) {
+			qemuImg("create", "-q", "-f", "qcow2", "-o", "data_file="+secret+",data_file_raw=on", p, "1M")
+		}},
+		{"vmdk flat extent", "vmdk", func(p string) {
+			desc := "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 14 FLAT \"" + secret + "\" 0\n"
+			if err := os.WriteFile(p, []byte(desc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
-	spec := hypervisortest.ValidSpec(t, "chained-1")
-	spec.Disk = golden
-	_, err := d.Create(t.Context(), spec)
-	if err == nil || !strings.Contains(err.Error(), "self-contained") || !strings.Contains(err.Error(), spec.Name) {
-		t.Fatalf("Create with a chained golden image: want a self-contained error naming the vm, got %v", err)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			golden := filepath.Join(dir, fmt.Sprintf("golden-%d", i))
+			tt.make(golden)
+			spec := hypervisortest.ValidSpec(t, fmt.Sprintf("unsafe-disk-%d", i))
+			spec.Disk = golden
+			_, err := d.Create(t.Context(), spec)
+			if !errors.Is(err, hypervisor.ErrUnsafeImage) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), spec.Name) {
+				t.Fatalf("Create: want ErrUnsafeImage (%s) naming the vm, got %v", tt.want, err)
+			}
+			assertNothingLeft(t, d, spec.Name)
+		})
 	}
-	assertNothingLeft(t, d, spec.Name)
 }
 
 // assertNothingLeft checks a failed Create left no domain and no files.
@@ -457,6 +486,8 @@ func TestMapState(t *testing.T) {
 		{libvirt.DOMAIN_SHUTDOWN, 0, hypervisor.StateRunning},
 		{libvirt.DOMAIN_PAUSED, int(libvirt.DOMAIN_PAUSED_USER), hypervisor.StatePaused},
 		{libvirt.DOMAIN_PAUSED, int(libvirt.DOMAIN_PAUSED_STARTING_UP), hypervisor.StateStarting},
+		// Disk full under the overlay: alive, reported as such, not "dead".
+		{libvirt.DOMAIN_PAUSED, int(libvirt.DOMAIN_PAUSED_IOERROR), hypervisor.StatePausedIOError},
 		{libvirt.DOMAIN_PMSUSPENDED, 0, hypervisor.StatePaused},
 		{libvirt.DOMAIN_SHUTOFF, int(libvirt.DOMAIN_SHUTOFF_SHUTDOWN), hypervisor.StateShutoff},
 		{libvirt.DOMAIN_SHUTOFF, int(libvirt.DOMAIN_SHUTOFF_CRASHED), hypervisor.StateCrashed},

@@ -1,6 +1,7 @@
 package libvirt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -37,8 +38,8 @@ func readMetadata(dom *libvirt.Domain) (vmMetadata, hypervisor.Metadata, error) 
 }
 
 // lookupManaged finds a domain Drover may act on. The caller frees it.
-func (d *Driver) lookupManaged(name string) (*libvirt.Domain, vmMetadata, error) {
-	conn, err := d.connection()
+func (d *Driver) lookupManaged(ctx context.Context, name string) (*libvirt.Domain, vmMetadata, error) {
+	conn, err := d.connection(ctx)
 	if err != nil {
 		return nil, vmMetadata{}, err
 	}
@@ -106,8 +107,13 @@ func mapState(st libvirt.DomainState, reason int) hypervisor.State {
 		// SHUTDOWN is "being shut down": still running until it is off.
 		return hypervisor.StateRunning
 	case libvirt.DOMAIN_PAUSED:
-		if libvirt.DomainPausedReason(reason) == libvirt.DOMAIN_PAUSED_STARTING_UP {
+		switch libvirt.DomainPausedReason(reason) {
+		case libvirt.DOMAIN_PAUSED_STARTING_UP:
 			return hypervisor.StateStarting
+		case libvirt.DOMAIN_PAUSED_IOERROR:
+			// A write failed (disk full under the overlay): alive, and a new VM
+			// would hit the same disk.
+			return hypervisor.StatePausedIOError
 		}
 		return hypervisor.StatePaused
 	case libvirt.DOMAIN_PMSUSPENDED:

@@ -27,6 +27,10 @@ const sweepMinAge = time.Minute
 // other files, and files of any existing domain, Drover's or not, stay. It returns
 // the paths it removed.
 func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
+	return bounded(ctx, func() ([]string, error) { return d.sweep(ctx) }, nil)
+}
+
+func (d *Driver) sweep(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(d.dir)
 	if err != nil {
 		return nil, fmt.Errorf("sweep %s: %w", d.dir, err)
@@ -55,7 +59,7 @@ func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
 		if !ok {
 			continue
 		}
-		r, err := d.sweepVM(name, files[name])
+		r, err := d.sweepVM(ctx, name, files[name])
 		unlock()
 		removed = append(removed, r...)
 		if err != nil {
@@ -73,8 +77,8 @@ func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
 
 // sweepVM removes one VM's leftover files if no domain has its name. The caller holds
 // the name's lock, so no Create of this driver defines it meanwhile.
-func (d *Driver) sweepVM(name string, files []string) ([]string, error) {
-	conn, err := d.connection()
+func (d *Driver) sweepVM(ctx context.Context, name string, files []string) ([]string, error) {
+	conn, err := d.connection(ctx)
 	if err != nil {
 		return nil, err
 	}

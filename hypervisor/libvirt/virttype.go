@@ -57,41 +57,50 @@ func isLocalURI(uri string) bool {
 // from the host capabilities' base label ("+64055:+64055"); uid -1 when libvirt has no
 // DAC driver, so QEMU runs with libvirtd's own identity.
 func qemuUser(conn *libvirt.Connect) (int, []int, error) {
+	label, err := qemuLabel(conn, virtKVM)
+	if err != nil || label == "" {
+		return -1, nil, err
+	}
+	uid, gid, err := parseDACLabel(label)
+	if err != nil {
+		return 0, nil, err
+	}
+	gids := []int{gid}
+	// Supplementary groups count too: Debian puts libvirt-qemu in kvm.
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		if ids, err := u.GroupIds(); err == nil {
+			for _, id := range ids {
+				if g, err := strconv.Atoi(id); err == nil {
+					gids = append(gids, g)
+				}
+			}
+		}
+	}
+	return uid, gids, nil
+}
+
+// qemuLabel returns the DAC base label ("+uid:+gid") libvirt gives domains of
+// virtType, from the host capabilities; "" when libvirt has no DAC driver.
+func qemuLabel(conn *libvirt.Connect, virtType string) (string, error) {
 	raw, err := conn.GetCapabilities()
 	if err != nil {
-		return 0, nil, fmt.Errorf("host capabilities: %w", err)
+		return "", fmt.Errorf("host capabilities: %w", err)
 	}
 	var caps libvirtxml.Caps
 	if err := caps.Unmarshal(raw); err != nil {
-		return 0, nil, fmt.Errorf("host capabilities: %w", err)
+		return "", fmt.Errorf("host capabilities: %w", err)
 	}
 	for _, sm := range caps.Host.SecModel {
 		if sm.Name != "dac" {
 			continue
 		}
 		for _, l := range sm.Labels {
-			if l.Type != virtKVM {
-				continue
+			if l.Type == virtType {
+				return strings.TrimSpace(l.Value), nil
 			}
-			uid, gid, err := parseDACLabel(l.Value)
-			if err != nil {
-				return 0, nil, err
-			}
-			gids := []int{gid}
-			// Supplementary groups count too: Debian puts libvirt-qemu in kvm.
-			if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-				if ids, err := u.GroupIds(); err == nil {
-					for _, id := range ids {
-						if g, err := strconv.Atoi(id); err == nil {
-							gids = append(gids, g)
-						}
-					}
-				}
-			}
-			return uid, gids, nil
 		}
 	}
-	return -1, nil, nil
+	return "", nil
 }
 
 // parseDACLabel parses libvirt's "+uid:+gid" DAC label.
