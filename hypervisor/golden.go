@@ -54,13 +54,6 @@ func InspectGolden(ctx context.Context, qemuImg, path string) (format string, er
 	return format, nil
 }
 
-// ProbeImage is InspectGolden under its old name.
-//
-// Deprecated: kept only until hypervisor/qemu calls InspectGolden; delete it then.
-func ProbeImage(ctx context.Context, qemuImg, path string) (string, error) {
-	return InspectGolden(ctx, qemuImg, path)
-}
-
 // sniffFile reads the header of the regular file at path and classifies it.
 func sniffFile(path string) (string, error) {
 	// O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.

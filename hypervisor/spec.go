@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// MinMemoryMiB is below what any Linux guest boots with; a smaller spec is a typo.
-const MinMemoryMiB = 16
+// minMemoryMiB is below what any Linux guest boots with; a smaller spec is a typo.
+const minMemoryMiB = 16
 
 // vmNameRE keeps names usable as libvirt domain names and as file and directory names
 // in a driver's state directory: no dots, so a name can never reach outside it or
@@ -38,8 +38,8 @@ func (s Spec) Validate(networks ...string) error {
 	if s.CPUs < 1 {
 		bad("cpus %d: want at least 1", s.CPUs)
 	}
-	if s.MemoryMiB < MinMemoryMiB {
-		bad("memory %d MiB: want at least %d MiB", s.MemoryMiB, MinMemoryMiB)
+	if s.MemoryMiB < minMemoryMiB {
+		bad("memory %d MiB: want at least %d MiB", s.MemoryMiB, minMemoryMiB)
 	}
 	if s.Kernel == "" && s.Disk == "" {
 		bad("no kernel and no disk: nothing to boot")

@@ -2,6 +2,10 @@
 // the behaviour the reconciler relies on, checked the same way against libvirt, the
 // direct QEMU driver and libvirt's test driver. A driver's tests call Conformance
 // with a Harness that says how to make the driver and how to look behind its back.
+//
+// The package builds no test environment of its own: the guest images, the kernel
+// command line builders and the skip-or-fail policy for missing tools come in through
+// the Harness, so it does not depend on testenv (whose callers do).
 package hypervisortest
 
 import (

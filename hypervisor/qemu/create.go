@@ -116,7 +116,10 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}()
 
 	if spec.Disk != "" {
-		backingFmt, err := hypervisor.ProbeImage(ctx, d.qemuImg, spec.Disk)
+		// Only raw or a self-contained qcow2 (hypervisor.ErrUnsafeImage otherwise);
+		// its format is then stated to qemu-img and, through the overlay, to QEMU,
+		// which never probes it.
+		backingFmt, err := hypervisor.InspectGolden(ctx, d.qemuImg, spec.Disk)
 		if err != nil {
 			return hypervisor.VM{}, err
 		}
@@ -231,6 +234,7 @@ func (d *Driver) start(ctx context.Context, p vmPaths, args []string) (stderr st
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = qemuEnv()
 	// The daemon closes its copy of our pipes as it detaches; should it not, do not
 	// wait for it forever.
 	cmd.WaitDelay = 5 * time.Second
@@ -263,9 +267,14 @@ func (d *Driver) args(p vmPaths, spec hypervisor.Spec, hostPort int) []string {
 		"-no-shutdown",
 		"-chardev", "socket,id=qmp0,path=" + optEscape(p.qmp) + ",server=on,wait=off",
 		"-mon", "chardev=qmp0,mode=control",
-		"-chardev", "file,id=console0,path=" + optEscape(p.console),
-		"-serial", "chardev:console0",
-		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", hostPort, spec.GuestPort),
+		// The console is a ring in QEMU's memory rather than a file: a VM outlives
+		// Drover, and a guest printing forever must not fill the host's disk.
+		"-chardev", fmt.Sprintf("ringbuf,id=%s,size=%d", consoleDevice, d.consoleSize),
+		"-serial", "chardev:" + consoleDevice,
+		// restrict=on: the guest opens no connection to the host (10.0.2.2 is the
+		// host's loopback, where Consul and Drover listen) nor through it; the
+		// forwarded service port, opened from the host side, keeps working.
+		"-netdev", fmt.Sprintf("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:%d", hostPort, spec.GuestPort),
 		// No option ROM: nothing boots from the network, and it saves boot time.
 		"-device", "virtio-net-pci,netdev=net0,romfile=",
 	}
@@ -282,6 +291,13 @@ func (d *Driver) args(p vmPaths, spec hypervisor.Spec, hostPort int) []string {
 		a = append(a, "-drive", "file="+optEscape(p.overlay)+",format=qcow2,if=virtio")
 	}
 	return a
+}
+
+// qemuEnv is the whole environment QEMU runs with. Drover's own may hold secrets
+// (CONSUL_HTTP_TOKEN, a git credential) that a VM's process, which outlives Drover and
+// whose environment any process of the same user can read, must not carry.
+func qemuEnv() []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"}
 }
 
 // optEscape escapes a value inside a QEMU option list, where a comma separates options.

@@ -22,6 +22,7 @@ func drift(rec record, pid int) []string {
 		// A process that exited since it was found has nothing to compare.
 		if got, err := processArgs(pid); err == nil {
 			out = append(out, argsDrift(rec.Args, got)...)
+			out = append(out, unhardened(got)...)
 		}
 	}
 	if cw := rec.CreatedWith; cw != nil && cw.Overlay != "" {
@@ -32,6 +33,22 @@ func drift(rec record, pid int) []string {
 			out = append(out, fmt.Sprintf("disk %s: cannot be read to compare: %v", cw.Overlay, err))
 		case backing != cw.Disk:
 			out = append(out, fmt.Sprintf("disk %s: backing file created as %s, now %s", cw.Overlay, orNone(cw.Disk), orNone(backing)))
+		}
+	}
+	return out
+}
+
+// unhardened names what a running QEMU lacks of the protections Create now gives
+// every VM: a VM started by an older Drover (or restarted by hand) keeps running as it
+// was, so the operator is told to recreate it.
+func unhardened(args []string) []string {
+	var out []string
+	for _, o := range parseOptions(args) {
+		switch {
+		case o.name == "-netdev" && strings.HasPrefix(o.value, "user,") && !slices.Contains(strings.Split(o.value, ","), "restrict=on"):
+			out = append(out, "network: user networking not restricted (started by an older Drover): the guest can reach services on the host's 127.0.0.1")
+		case o.name == "-chardev" && strings.HasPrefix(o.value, "file,") && strings.Contains(o.value, "id="+consoleDevice):
+			out = append(out, "console: written to a file with no size cap (started by an older Drover)")
 		}
 	}
 	return out

@@ -6,7 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/drover-dev/drover/hypervisor/hypervisortest"
 )
 
 func TestArgsDrift(t *testing.T) {
@@ -143,5 +146,25 @@ func TestDriftOfOverlay(t *testing.T) {
 	}
 	if _, err := qcow2Backing(overlay); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("qcow2Backing of a missing file: want ErrNotExist, got %v", err)
+	}
+}
+
+// A VM started before user networking was restricted and the console capped keeps
+// running as it was; List names both so the operator recreates it.
+func TestUnhardened(t *testing.T) {
+	old := []string{
+		"-name", "web-1", "-no-shutdown",
+		"-chardev", "file,id=console0,path=/var/lib/drover/qemu/web-1/console.log",
+		"-serial", "chardev:console0",
+		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:41234-:8080",
+	}
+	got := unhardened(old)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "console:") || !strings.HasPrefix(got[1], "network: user networking not restricted") {
+		t.Errorf("unhardened(args of an older Drover): want a console line and a network line, got %q", got)
+	}
+	d := &Driver{root: "/var/lib/drover/qemu", accel: AccelTCG, consoleSize: consoleLogSize}
+	spec := hypervisortest.ValidSpec(t, "web-1")
+	if got := unhardened(d.args(d.paths(spec.Name), spec, 41234)); len(got) > 0 {
+		t.Errorf("unhardened(args Create uses now): want nothing, got %q", got)
 	}
 }

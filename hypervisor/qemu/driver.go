@@ -2,8 +2,12 @@
 // no libvirtd, and controls them over QMP (go-qemu's qmp). Each process is detached
 // from Drover's session, so VMs outlive the Drover that started them; everything a
 // restarted Drover needs to find and manage a VM lives in one directory per VM under
-// StateDir/qemu: metadata.json, the QMP socket, the pid file, the disk overlay and
-// the console log. A directory without readable Drover metadata is never touched.
+// StateDir/qemu: metadata.json, the QMP socket, the pid file and the disk overlay. A
+// directory without readable Drover metadata is never touched.
+//
+// A VM's serial console is kept in a ring of consoleLogSize bytes in its QEMU's memory
+// (QMP ringbuf-read on device console0 takes it out); Shutdown saves it to
+// console.log, so a VM stopped by Drover keeps its last words.
 //
 // Only user-mode networking is supported (the guest port forwarded to 127.0.0.1):
 // bridges and libvirt networks need privileges and helpers this driver does not
@@ -60,9 +64,11 @@ type Driver struct {
 	accel   string
 	log     *slog.Logger
 
-	// pickPort and now are fields so tests can take a port away and fix the clock.
-	pickPort func() (int, error)
-	now      func() time.Time
+	// pickPort and now are fields so tests can take a port away and fix the clock,
+	// consoleSize so they can fill a console ring quickly.
+	pickPort    func() (int, error)
+	now         func() time.Time
+	consoleSize int // bytes of console kept: consoleLogSize
 
 	locks hypervisor.NameLocks
 	ports hypervisor.HostPorts // host ports handed to Creates in flight
@@ -72,9 +78,9 @@ type Driver struct {
 	problems map[string]string // entry path → what is wrong with it, from the last scan
 }
 
-// Problem is a state directory entry the driver cannot manage: it is reported and left
+// problem is a state directory entry the driver cannot manage: it is reported and left
 // exactly as it is.
-type Problem struct {
+type problem struct {
 	Name string // entry name under StateDir/qemu
 	Path string
 	Err  string
@@ -113,21 +119,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 		return nil, fmt.Errorf("qemu driver: create state directory: %w", err)
 	}
 	d := &Driver{
-		root:     root,
-		qemu:     qemu,
-		qemuImg:  qemuImg,
-		accel:    accel,
-		log:      log.With("driver", "qemu"),
-		pickPort: hypervisor.FreeLocalPort,
-		now:      time.Now,
-		creating: map[string]bool{},
-		problems: map[string]string{},
+		root:        root,
+		qemu:        qemu,
+		qemuImg:     qemuImg,
+		accel:       accel,
+		log:         log.With("driver", "qemu"),
+		pickPort:    hypervisor.FreeLocalPort,
+		now:         time.Now,
+		consoleSize: consoleLogSize,
+		creating:    map[string]bool{},
+		problems:    map[string]string{},
 	}
 	vms, err := d.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("qemu driver: %w", err)
 	}
-	d.log.Info("qemu driver ready", "accel", accel, "state_dir", root, "vms", len(vms), "problems", len(d.Problems()))
+	d.log.Info("qemu driver ready", "accel", accel, "state_dir", root, "vms", len(vms), "problems", len(d.problemEntries()))
 	return d, nil
 }
 
@@ -165,14 +172,14 @@ func chooseAccel(accel string) (string, error) {
 // has the same life cycle as the libvirt one.
 func (d *Driver) Close() error { return nil }
 
-// Problems returns the state directory entries the last List (or New) could not
+// problemEntries returns the state directory entries the last List (or New) could not
 // manage, sorted by name. They are never deleted by the driver.
-func (d *Driver) Problems() []Problem {
+func (d *Driver) problemEntries() []problem {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]Problem, 0, len(d.problems))
+	out := make([]problem, 0, len(d.problems))
 	for p, msg := range d.problems {
-		out = append(out, Problem{Name: filepath.Base(p), Path: p, Err: msg})
+		out = append(out, problem{Name: filepath.Base(p), Path: p, Err: msg})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -180,7 +187,7 @@ func (d *Driver) Problems() []Problem {
 
 // List returns every VM with readable Drover metadata under the state directory,
 // running or not, sorted by name. Entries it cannot read are logged, kept for
-// Problems, and skipped: one bad entry never hides the others.
+// problemEntries, and skipped: one bad entry never hides the others.
 func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list vms: %w", err)
@@ -339,6 +346,11 @@ wait:
 			log.Warn("vm did not power off in time; forcing it off", "timeout", timeout)
 			break wait
 		case <-tick.C:
+		}
+	}
+	if processAlive(p) > 0 {
+		if err := d.saveConsole(ctx, p); err != nil {
+			log.Warn("console not saved", "err", err)
 		}
 	}
 	// Marked before QEMU goes, so the dead process reads as shut off, not crashed.

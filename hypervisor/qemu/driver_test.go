@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -273,25 +274,36 @@ func TestCreateFailureCleansUp(t *testing.T) {
 	assertEmptyRoot(t, d)
 }
 
-func TestCreateRefusesChainedGolden(t *testing.T) {
+// A golden disk that names another file would give the guest bytes nobody verified:
+// a backing file, or a qcow2 external data file pointing at a host file (the guest
+// would read /etc/shadow as its disk). Create refuses both before making anything.
+func TestCreateRefusesUnsafeGolden(t *testing.T) {
 	d := newTestDriver(t, t.TempDir())
 	dir := t.TempDir()
-	base, golden := filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "chained.qcow2")
+	hostFile := filepath.Join(dir, "host-secret")
+	if err := os.WriteFile(hostFile, bytes.Repeat([]byte("host secret\n"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(dir, "base.qcow2")
+	chained, dataFile := filepath.Join(dir, "chained.qcow2"), filepath.Join(dir, "datafile.qcow2")
 	for _, args := range [][]string{
 		{"create", "-q", "-f", "qcow2", base, "16M"},
-		{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, golden},
+		{"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, chained},
+		{"create", "-q", "-f", "qcow2", "-o", "data_file=" + hostFile + ",data_file_raw=on", dataFile, "48K"},
 	} {
 		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
 			t.Fatalf("qemu-img %v: %v: %s", args, err, out)
 		}
 	}
-	spec := hypervisortest.ValidSpec(t, "chained-1")
-	spec.Disk = golden
-	_, err := d.Create(t.Context(), spec)
-	if err == nil || !strings.Contains(err.Error(), "self-contained") {
-		t.Fatalf("Create over a golden image with a backing file: want a self-contained error, got %v", err)
+	for _, golden := range []string{chained, dataFile} {
+		spec := hypervisortest.ValidSpec(t, "unsafe-1")
+		spec.Disk = golden
+		_, err := d.Create(t.Context(), spec)
+		if !errors.Is(err, hypervisor.ErrUnsafeImage) || !strings.Contains(err.Error(), golden) {
+			t.Errorf("Create over golden %s: want ErrUnsafeImage naming it, got %v", filepath.Base(golden), err)
+		}
+		assertEmptyRoot(t, d)
 	}
-	assertEmptyRoot(t, d)
 }
 
 // realSpec boots the test guest.
@@ -450,12 +462,12 @@ func TestCorruptAndForeignEntriesReportedAndUntouched(t *testing.T) {
 		}
 	}
 
-	problems := d.Problems()
+	problems := d.problemEntries()
 	if len(problems) != len(bad) {
 		t.Errorf("Problems: want %d, got %+v", len(bad), problems)
 	}
 	for _, b := range bad {
-		i := slices.IndexFunc(problems, func(p Problem) bool { return p.Name == b.name })
+		i := slices.IndexFunc(problems, func(p problem) bool { return p.Name == b.name })
 		if i < 0 || !strings.Contains(problems[i].Err, b.want) {
 			t.Errorf("Problems: want %s reported with %q, got %+v", b.name, b.want, problems)
 		}
@@ -646,6 +658,7 @@ func TestMapStatus(t *testing.T) {
 		{"shutdown", hypervisor.StateShutoff},
 		{"prelaunch", hypervisor.StateStarting},
 		{"paused", hypervisor.StatePaused},
+		{"io-error", hypervisor.StatePausedIOError},
 		{"guest-panicked", hypervisor.StateCrashed},
 		{"internal-error", hypervisor.StateCrashed},
 		{"something-new", hypervisor.StateUnknown},
@@ -658,7 +671,7 @@ func TestMapStatus(t *testing.T) {
 }
 
 func TestArgs(t *testing.T) {
-	d := &Driver{root: "/var/lib/dro,ver/qemu", accel: AccelTCG}
+	d := &Driver{root: "/var/lib/dro,ver/qemu", accel: AccelTCG, consoleSize: consoleLogSize}
 	spec := hypervisortest.ValidSpec(t, "web-3f2a91c0-x1")
 	spec.Disk = "/srv/golden.qcow2"
 	args := d.args(d.paths(spec.Name), spec, 41234)
@@ -671,7 +684,8 @@ func TestArgs(t *testing.T) {
 		"-daemonize ",
 		"-pidfile /var/lib/dro,ver/qemu/web-3f2a91c0-x1/qemu.pid ",
 		"socket,id=qmp0,path=/var/lib/dro,,ver/qemu/web-3f2a91c0-x1/qmp.sock,server=on,wait=off",
-		"-netdev user,id=net0,hostfwd=tcp:127.0.0.1:41234-:8080 ",
+		"-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:41234-:8080 ",
+		"-chardev ringbuf,id=console0,size=1048576 -serial chardev:console0 ",
 		"-device virtio-net-pci,netdev=net0",
 		"-kernel " + spec.Kernel + " -initrd " + spec.Initrd + " -append console=ttyS0",
 		"-drive file=/var/lib/dro,,ver/qemu/web-3f2a91c0-x1/disk.qcow2,format=qcow2,if=virtio",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/digitalocean/go-qemu/qmp"
@@ -15,11 +16,21 @@ import (
 // not (stopped, wedged) must not hold up a whole List.
 const qmpTimeout = 3 * time.Second
 
-// qmpRun connects to a QMP socket, runs the commands in order and returns their raw
+// qmpRun connects to a QMP socket, runs the commands (without arguments) in order and
+// returns their raw responses.
+func qmpRun(ctx context.Context, socket string, timeout time.Duration, commands ...string) ([][]byte, error) {
+	cmds := make([]qmp.Command, len(commands))
+	for i, c := range commands {
+		cmds[i] = qmp.Command{Execute: c}
+	}
+	return qmpExec(ctx, socket, timeout, cmds...)
+}
+
+// qmpExec connects to a QMP socket, runs the commands in order and returns their raw
 // responses. go-qemu's SocketMonitor takes no context and sets no deadlines, so the
 // conversation runs in its own goroutine that owns the monitor: on timeout the caller
 // returns, and the goroutine ends when QEMU answers or dies and closes the socket.
-func qmpRun(ctx context.Context, socket string, timeout time.Duration, commands ...string) ([][]byte, error) {
+func qmpExec(ctx context.Context, socket string, timeout time.Duration, commands ...qmp.Command) ([][]byte, error) {
 	type result struct {
 		out [][]byte
 		err error
@@ -38,14 +49,14 @@ func qmpRun(ctx context.Context, socket string, timeout time.Duration, commands 
 		}
 		var outs [][]byte
 		for _, c := range commands {
-			cmd, err := json.Marshal(qmp.Command{Execute: c})
+			cmd, err := json.Marshal(c)
 			if err != nil {
-				done <- result{err: fmt.Errorf("qmp %s: %w", c, err)}
+				done <- result{err: fmt.Errorf("qmp %s: %w", c.Execute, err)}
 				return
 			}
 			out, err := mon.Run(cmd)
 			if err != nil {
-				done <- result{err: fmt.Errorf("qmp %s: %w", c, err)}
+				done <- result{err: fmt.Errorf("qmp %s: %w", c.Execute, err)}
 				return
 			}
 			outs = append(outs, out)
@@ -58,10 +69,18 @@ func qmpRun(ctx context.Context, socket string, timeout time.Duration, commands 
 	case r := <-done:
 		return r.out, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("qmp %v on %s: %w", commands, socket, ctx.Err())
+		return nil, fmt.Errorf("qmp %s on %s: %w", names(commands), socket, ctx.Err())
 	case <-timer.C:
-		return nil, fmt.Errorf("qmp %v on %s: no answer within %v", commands, socket, timeout)
+		return nil, fmt.Errorf("qmp %s on %s: no answer within %v", names(commands), socket, timeout)
 	}
+}
+
+func names(commands []qmp.Command) string {
+	out := make([]string, len(commands))
+	for i, c := range commands {
+		out[i] = c.Execute
+	}
+	return strings.Join(out, ",")
 }
 
 // qmpState asks a running QEMU what its guest is doing.
@@ -80,7 +99,38 @@ func (d *Driver) qmpState(ctx context.Context, socket string) hypervisor.State {
 		d.log.Debug("vm status unreadable", "socket", socket, "err", err)
 		return hypervisor.StateUnknown
 	}
-	return mapStatus(resp.Return.Status)
+	st := mapStatus(resp.Return.Status)
+	if st == hypervisor.StatePaused && d.diskFailed(ctx, socket) {
+		// Paused by hand after the I/O error, or by a QEMU that reports the
+		// pause without the io-error status: the disk's own state still says.
+		st = hypervisor.StatePausedIOError
+	}
+	return st
+}
+
+// diskFailed reports whether any of the VM's disks holds an I/O error (io-status
+// "failed" or "nospace"); QEMU keeps it until the guest is resumed.
+func (d *Driver) diskFailed(ctx context.Context, socket string) bool {
+	outs, err := qmpRun(ctx, socket, qmpTimeout, "query-block")
+	if err != nil {
+		d.log.Debug("vm disk status unknown", "socket", socket, "err", err)
+		return false
+	}
+	var resp struct {
+		Return []struct {
+			IOStatus string `json:"io-status"`
+		} `json:"return"`
+	}
+	if err := json.Unmarshal(outs[0], &resp); err != nil {
+		d.log.Debug("vm disk status unreadable", "socket", socket, "err", err)
+		return false
+	}
+	for _, b := range resp.Return {
+		if b.IOStatus != "" && b.IOStatus != "ok" {
+			return true
+		}
+	}
+	return false
 }
 
 // mapStatus maps QMP's RunState (qapi/run-state.json) to a hypervisor.State.
@@ -93,7 +143,11 @@ func mapStatus(status string) hypervisor.State {
 		return hypervisor.StateShutoff
 	case "prelaunch", "inmigrate", "finish-migrate", "restore-vm", "colo":
 		return hypervisor.StateStarting
-	case "paused", "suspended", "debug", "save-vm", "postmigrate", "watchdog", "io-error":
+	case "io-error":
+		// A disk write failed (most often: the host filesystem is full) and the
+		// guest was stopped so it loses nothing; it resumes once that is fixed.
+		return hypervisor.StatePausedIOError
+	case "paused", "suspended", "debug", "save-vm", "postmigrate", "watchdog":
 		return hypervisor.StatePaused
 	case "internal-error", "guest-panicked":
 		return hypervisor.StateCrashed

@@ -24,7 +24,7 @@ const sweepMinAge = time.Minute
 //   - VM entries whose metadata says Destroy had stopped them, whose QEMU is gone.
 //
 // Anything else, foreign and unreadable entries included, stays as it is (List
-// reports those as Problems). It returns the paths it removed.
+// reports those as problems). It returns the paths it removed.
 func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
 	entries, err := os.ReadDir(d.root)
 	if err != nil {
