@@ -71,7 +71,7 @@ func (c *Client) enter(ctx context.Context, key string, opts LeaderOptions) (*co
 	}
 	reg := &api.AgentServiceRegistration{
 		ID:   id,
-		Name: LeaderService,
+		Name: leaderService,
 		Meta: map[string]string{"key": key, "holder": opts.Holder},
 		Check: &api.AgentServiceCheck{
 			CheckID:                        k.checkID,
@@ -128,7 +128,7 @@ func (c *Client) waitCatalogCheck(ctx context.Context, checkID string) error {
 		get: func(q *api.QueryOptions) (*api.QueryMeta, error) {
 			var meta *api.QueryMeta
 			var err error
-			checks, meta, err = c.api.Health().Checks(LeaderService, q)
+			checks, meta, err = c.api.Health().Checks(leaderService, q)
 			return meta, err
 		},
 		answer: func(bool) (bool, error) {

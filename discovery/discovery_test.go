@@ -600,8 +600,40 @@ func TestInstancesFiltersByTagWithStatusAndMeta(t *testing.T) {
 	}
 }
 
-// TestConsulDown covers every call against an address nothing listens on and against
-// an agent that was stopped: each must say Consul is unavailable and name the address.
+// blackhole is a TCP listener on 127.0.0.1 that accepts connections and never
+// answers, as a hung agent or a proxy in front of a dead one does.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn) // held open, never read or written
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestConsulDown covers every call against an address nothing listens on, against an
+// agent that was stopped, and against one that accepts connections and never
+// answers: each must say Consul is unavailable and name the address, and return on
+// its own (CallTimeout), never waiting for the caller's deadline.
 func TestConsulDown(t *testing.T) {
 	t.Parallel()
 	unused, err := net.Listen("tcp", "127.0.0.1:0")
@@ -633,15 +665,28 @@ func TestConsulDown(t *testing.T) {
 		}},
 		{"KVPut", func(ctx context.Context, c *Client) error { return c.KVPut(ctx, "drover/x", []byte("1")) }},
 		{"KVList", func(ctx context.Context, c *Client) error { _, err := c.KVList(ctx, "drover/"); return err }},
+		{"ServiceInstances", func(ctx context.Context, c *Client) error { _, err := c.ServiceInstances(ctx, "web"); return err }},
+		{"Lead", func(ctx context.Context, c *Client) error {
+			l, err := c.Lead(ctx, testKey, LeaderOptions{})
+			if l != nil {
+				t.Errorf("Lead returned a leadership with Consul down")
+			}
+			return err
+		}},
 	}
-	for _, addr := range []struct{ name, addr string }{{"unused port", unusedAddr}, {"stopped agent", stopped.Addr}} {
-		c, err := New(Config{Address: addr.addr}, testLogger(t))
+	// Without CallTimeout the never-answering agent would hold each call until the
+	// caller's deadline (the old behaviour), and this test would fail on ctx.Err().
+	const callTimeout = 500 * time.Millisecond
+	for _, addr := range []struct{ name, addr string }{
+		{"unused port", unusedAddr}, {"stopped agent", stopped.Addr}, {"never answers", blackhole(t)},
+	} {
+		c, err := New(Config{Address: addr.addr, CallTimeout: callTimeout}, testLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, tt := range calls {
 			t.Run(addr.name+"/"+tt.name, func(t *testing.T) {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				err := tt.call(ctx, c)
 				if !errors.Is(err, ErrUnavailable) {

@@ -51,10 +51,10 @@ const (
 	catalogWait = 15 * time.Second
 )
 
-// LeaderService is the Consul service under which each contender registers its
+// leaderService is the Consul service under which each contender registers its
 // heartbeat check. The underscore keeps it out of DNS and makes it impossible as a
 // fleet service name; it never carries the "drover" tag, so the reconciler ignores it.
-const LeaderService = "drover_leader"
+const leaderService = "drover_leader"
 
 // LeaderOptions configures Lead. The zero value uses the defaults.
 type LeaderOptions struct {
