@@ -1,10 +1,15 @@
 package reconciler
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"time"
 
+	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/hypervisor"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -32,28 +37,6 @@ func chaosDue(now, last time.Time, c *sources.Chaos) bool {
 	return c.Window.Contains(now)
 }
 
-// chaosNext is the earliest instant from now on at which chaosDue holds, so a runner can
-// schedule a pass then instead of polling; the zero time when c is nil. The answer is
-// exact to the minute boundaries of the window.
-func chaosNext(now, last time.Time, c *sources.Chaos) time.Time {
-	if c == nil || c.Interval <= 0 {
-		return time.Time{}
-	}
-	t := now
-	if !last.IsZero() && last.Add(c.Interval).After(t) {
-		t = last.Add(c.Interval)
-	}
-	if c.Window.Contains(t) {
-		return t
-	}
-	u := t.UTC()
-	open := time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC).Add(c.Window.Start)
-	if !open.After(u) {
-		open = open.Add(24 * time.Hour)
-	}
-	return open.In(now.Location())
-}
-
 // pickVictim chooses uniformly among candidates, the instance names eligible to burn; ""
 // when there are none. The candidates are sorted first, so a seeded source picks the
 // same victim from the same set whatever order the caller listed it in.
@@ -64,4 +47,72 @@ func pickVictim(candidates []string, rnd *rand.Rand) string {
 	sorted := slices.Clone(candidates)
 	slices.Sort(sorted)
 	return sorted[rnd.IntN(len(sorted))]
+}
+
+// chaos terminates one random passing instance of each service whose chaos block is
+// due, through the normal drain path, as that service's background work; the next pass
+// replaces it. Only a service at rest takes part: nothing to do, nothing in progress,
+// every replica passing, at least two of them. It reports whether it started a burn.
+func (r *Reconciler) chaos(ctx context.Context, log *slog.Logger, p Plan) bool {
+	now := r.cfg.Now()
+	burnt := false
+	for _, sp := range p.Services {
+		svc, ok := p.fleet.Service(sp.Service)
+		if !ok || svc.Chaos == nil || !sp.Noop() || sp.InProgress || sp.Held != "" || svc.Replicas < 2 || len(sp.Current) != svc.Replicas {
+			continue
+		}
+		r.mu.Lock()
+		last, ok := r.lastBurn[svc.Name]
+		r.mu.Unlock()
+		if !ok {
+			last = r.started
+		}
+		if !chaosDue(now, last, svc.Chaos) {
+			continue
+		}
+		var candidates []string
+		byName := map[string]hypervisor.VM{}
+		for _, vm := range sp.Current {
+			candidates = append(candidates, vm.Name)
+			byName[vm.Name] = vm
+		}
+		if len(sp.Pending) > 0 || !r.allPassing(ctx, svc.Name, candidates) {
+			continue
+		}
+		r.randMu.Lock()
+		victim := pickVictim(candidates, r.cfg.Rand)
+		r.randMu.Unlock()
+		r.mu.Lock()
+		r.lastBurn[svc.Name] = now
+		r.mu.Unlock()
+		log.Warn("chaos: terminating a healthy instance; it will be replaced", "service", svc.Name, "vm", victim, "event", "chaos", "interval", svc.Chaos.Interval, "window", svc.Chaos.Window.String())
+		started := r.work.start(svc.Name, func() error {
+			if err := r.retire(ctx, log.With("service", svc.Name), []hypervisor.VM{byName[victim]}, svc.Update.Drain, svc.Update.ShutdownTimeout); err != nil {
+				return fmt.Errorf("chaos on %s: %w", svc.Name, err)
+			}
+			return nil
+		})
+		burnt = burnt || started
+	}
+	return burnt
+}
+
+// allPassing reports whether Consul sees every named instance passing right now.
+func (r *Reconciler) allPassing(ctx context.Context, service string, ids []string) bool {
+	instances, err := r.cfg.Health.Instances(ctx, Tag)
+	if err != nil {
+		return false
+	}
+	passing := map[string]bool{}
+	for _, in := range instances {
+		if in.Service == service && in.Status == discovery.StatusPassing {
+			passing[in.ID] = true
+		}
+	}
+	for _, id := range ids {
+		if !passing[id] {
+			return false
+		}
+	}
+	return true
 }

@@ -23,7 +23,7 @@ func TestE2EChaos(t *testing.T) {
 	}
 	first := w.vmNames(svc.Name)
 
-	rec, err := reconciler.New(reconciler.Config{Hypervisor: w.hv, Registry: w.reg, Images: w.cache, Log: w.log, Chaos: true})
+	rec, err := reconciler.New(reconciler.Config{Hypervisor: w.hv, Registrar: w.reg, Health: w.reg, Images: w.cache, Log: w.log, Chaos: true})
 	if err != nil {
 		t.Fatal(err)
 	}

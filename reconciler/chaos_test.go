@@ -58,45 +58,6 @@ func TestChaosDue(t *testing.T) {
 	}
 }
 
-func TestChaosNext(t *testing.T) {
-	night := &sources.Window{Start: 2 * time.Hour, End: 4 * time.Hour}
-	wrap := &sources.Window{Start: 23 * time.Hour, End: time.Hour}
-	every := func(d time.Duration, w *sources.Window) *sources.Chaos { return &sources.Chaos{Interval: d, Window: w} }
-	tests := []struct {
-		name      string
-		now, last time.Time
-		chaos     *sources.Chaos
-		want      time.Time
-	}{
-		{"no chaos block", chaosAt(t, 0, "12:00"), time.Time{}, nil, time.Time{}},
-		{"due now", chaosAt(t, 0, "12:00"), chaosAt(t, 0, "11:00"), every(time.Hour, nil), chaosAt(t, 0, "12:00")},
-		{"when the interval ends", chaosAt(t, 0, "12:00"), chaosAt(t, 0, "11:30"), every(time.Hour, nil), chaosAt(t, 0, "12:30")},
-		{"never burnt, no window", chaosAt(t, 0, "12:00"), time.Time{}, every(time.Hour, nil), chaosAt(t, 0, "12:00")},
-		{"window later today", chaosAt(t, 0, "01:00"), time.Time{}, every(time.Hour, night), chaosAt(t, 0, "02:00")},
-		{"window tomorrow", chaosAt(t, 0, "05:00"), time.Time{}, every(time.Hour, night), chaosAt(t, 1, "02:00")},
-		{"interval ends inside the window", chaosAt(t, 0, "02:10"), chaosAt(t, 0, "02:00"), every(time.Hour, night), chaosAt(t, 0, "03:00")},
-		{"interval ends after the window", chaosAt(t, 0, "02:10"), chaosAt(t, 0, "02:00"), every(3*time.Hour, night), chaosAt(t, 1, "02:00")},
-		{"interval ends at the window's end", chaosAt(t, 0, "02:10"), chaosAt(t, 0, "02:00"), every(2*time.Hour, night), chaosAt(t, 1, "02:00")},
-		{"wrapping window opens tonight", chaosAt(t, 0, "12:00"), time.Time{}, every(time.Hour, wrap), chaosAt(t, 0, "23:00")},
-		{"wrapping window, open after midnight", chaosAt(t, 0, "00:15"), time.Time{}, every(time.Hour, wrap), chaosAt(t, 0, "00:15")},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := chaosNext(tt.now, tt.last, tt.chaos)
-			if !got.Equal(tt.want) {
-				t.Errorf("chaosNext(now %s, last %s, %+v) = %s, want %s", tt.now, tt.last, tt.chaos, got, tt.want)
-			}
-			// The instant returned is due, and the minute before it (from now on) is not.
-			if !got.IsZero() && !chaosDue(got, tt.last, tt.chaos) {
-				t.Errorf("chaosDue(%s) = false at the instant chaosNext returned", got)
-			}
-			if before := got.Add(-time.Minute); !got.IsZero() && !before.Before(tt.now) && chaosDue(before, tt.last, tt.chaos) {
-				t.Errorf("chaosDue(%s) = true, a minute before chaosNext's %s", before, got)
-			}
-		})
-	}
-}
-
 func TestPickVictim(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
 	if got := pickVictim(nil, rnd); got != "" {

@@ -29,7 +29,7 @@ var _ Elector = (*discovery.Client)(nil)
 
 // Leader runs work only while this process holds its fleet's lock. When the lock is
 // lost, work's context is cancelled and its mutating steps are fenced (they fail once
-// the lease can no longer be trusted), and Leader waits for the lock again.
+// the lease can no longer be trusted: WithFence), and Leader waits for the lock again.
 type Leader struct {
 	Elector Elector
 	Fleet   string
@@ -106,7 +106,9 @@ func workWhileLeading(ctx context.Context, lease *discovery.Leadership, work fun
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- work(fenced(wctx, lease)) }()
+	// Every mutating step of the term runs under the lease (see fenced): a leader
+	// resumed after a stop past its lease starts none, even before it sees Lost.
+	go func() { done <- work(WithFence(wctx, lease)) }()
 	select {
 	case err = <-done:
 		return false, err
@@ -115,11 +117,6 @@ func workWhileLeading(ctx context.Context, lease *discovery.Leadership, work fun
 		err = <-done
 		return ctx.Err() == nil, err
 	}
-}
-
-// fenced gives work the lease, so every mutating step can check that it still holds.
-func fenced(ctx context.Context, lease *discovery.Leadership) context.Context {
-	return ctx // TODO(h-core): WithFence(ctx, lease) once the fence lands
 }
 
 // holderName tells standbys who leads.

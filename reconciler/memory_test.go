@@ -41,7 +41,7 @@ func (m *mapMemory) KVList(_ context.Context, prefix string) (map[string][]byte,
 }
 
 func memoryReconciler(mem *mapMemory, fleet string) *Reconciler {
-	return &Reconciler{cfg: Config{Memory: mem, Fleet: fleet, Now: time.Now, OpTimeout: time.Second},
+	return &Reconciler{cfg: Config{Failures: mem, Fleet: fleet, Now: time.Now, OpTimeout: time.Second},
 		log: slog.New(slog.DiscardHandler), failed: map[string]failure{}}
 }
 

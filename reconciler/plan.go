@@ -63,6 +63,20 @@ type ServicePlan struct {
 	Register []hypervisor.VM
 	// Held says why a rollout is not attempted (its revision already failed).
 	Held string
+	// InProgress: a rollout of this service is running in the background; this plan is
+	// not acted on (the next pass plans again from what then exists).
+	InProgress bool
+	// IOError are VMs the hypervisor paused on an I/O error (a full disk, say): kept
+	// for a person to look at, not counted as serving, never destroyed and re-made in
+	// a loop.
+	IOError []hypervisor.VM
+}
+
+// inProgress marks the services with a rollout running in the background.
+func (p Plan) inProgress(busy map[string]bool) {
+	for i := range p.Services {
+		p.Services[i].InProgress = busy[p.Services[i].Service]
+	}
 }
 
 // Noop reports whether the service needs no action.
@@ -99,14 +113,6 @@ type planInput struct {
 	Passed map[string]bool
 }
 
-// failure is a rollout that failed; it is not retried for the same commit.
-type failure struct {
-	Revision string    `json:"revision"`
-	SpecHash string    `json:"spec_hash"`
-	Reason   string    `json:"reason"`
-	At       time.Time `json:"at"` // when it failed; the newest record of a service wins
-}
-
 // plan diffs desired against observed. It is pure: the same inputs give the same plan.
 func plan(in planInput) Plan {
 	obs := in.Obs
@@ -139,7 +145,8 @@ func plan(in planInput) Plan {
 	for _, name := range gone {
 		sp := ServicePlan{Service: name, Prune: true}
 		for _, vm := range byService[name] {
-			if alive(vm) {
+			// A paused one too: its service is gone, so nobody will look at it.
+			if alive(vm) || vm.State == statePausedIOError {
 				sp.Retire = append(sp.Retire, vm)
 			} else {
 				sp.Remove = append(sp.Remove, vm)
@@ -156,6 +163,8 @@ func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instan
 	sp := ServicePlan{Service: svc.Name, Version: svc.Version, SpecHash: hash, Replicas: svc.Replicas, Replace: map[string]string{}}
 	for _, vm := range sortedVMs(vms) {
 		switch {
+		case vm.State == statePausedIOError:
+			sp.IOError = append(sp.IOError, vm)
 		case !alive(vm):
 			sp.Remove = append(sp.Remove, vm)
 		case vm.Meta.SpecHash != hash:
@@ -287,6 +296,13 @@ func (p Plan) String() string {
 		if s.Held != "" {
 			fmt.Fprintf(&b, "  held: %s\n", s.Held)
 		}
+		for _, vm := range s.IOError {
+			fmt.Fprintf(&b, "  %s is paused by an I/O error (disk full?): kept, not serving; destroy it by hand once looked at\n", vm.Name)
+		}
+		if s.InProgress {
+			b.WriteString("  rollout in progress\n")
+			continue
+		}
 		if s.Noop() {
 			b.WriteString("  up to date\n")
 			continue
@@ -319,3 +335,7 @@ func (p Plan) String() string {
 	}
 	return b.String()
 }
+
+// statePausedIOError is hypervisor.StatePausedIOError, named here until the drivers
+// that report it land.
+const statePausedIOError = hypervisor.State("paused-ioerror")

@@ -83,7 +83,7 @@ func probeRig(t *testing.T, srv *httptest.Server, interval, timeout time.Duratio
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Reconciler{cfg: Config{Registry: client, ProbeInterval: interval}}
+	r := &Reconciler{cfg: Config{Health: client, ProbeInterval: interval}}
 	p := &probes{registered: map[string]bool{}, lastErr: map[string]error{}}
 	reg := discovery.Registration{ID: "vm", Service: "web", Address: host, Port: port,
 		Check: discovery.Check{HTTPPath: "/healthz", Interval: time.Second, Timeout: timeout}}

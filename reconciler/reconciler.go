@@ -2,7 +2,6 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,14 +24,22 @@ type Config struct {
 	// agent are left alone. Empty is a fleet too (the VMs labelled with none).
 	Fleet      string
 	Hypervisor Hypervisor
-	Registry   Registry
-	Images     Images
-	// History, optional, lets a failed rollout restore its predecessors' spec.
+	// Registrar and Health are service discovery (one *discovery.Client serves both).
+	Registrar Registrar
+	Health    Health
+	Images    Images
+	// ImageGC, optional, removes cached images no VM and no recent revision uses after a
+	// pass that converged; ImageGCGrace is how long an unused image is kept (default
+	// 24h), so a rollback to yesterday's revision does not download again.
+	ImageGC      ImageCollector
+	ImageGCGrace time.Duration
+	// History, optional, lets a failed rollout restore its predecessors' spec, and image
+	// GC keep the images running VMs were created from.
 	History History
-	// Memory, optional, keeps the failed revisions across restarts and leaders (under
+	// Failures, optional, keeps the failed revisions across restarts and leaders (under
 	// drover/fleets/<fleet>/failed/ in Consul KV). Without it they live in memory only.
-	Memory Memory
-	Log    *slog.Logger
+	Failures FailureStore
+	Log      *slog.Logger
 	// Now and Rand make time and VM name suffixes controllable in tests.
 	Now  func() time.Time
 	Rand *rand.Rand
@@ -56,17 +63,24 @@ type Config struct {
 	// being cancelled (creating, destroying, deregistering), so a signal never leaves a
 	// half-made VM behind. Default 2m.
 	OpTimeout time.Duration
+	// Budget bounds what a commit may ask of this host; a zero field takes
+	// DefaultBudget's value.
+	Budget Budget
+	// MaxParallelCreates bounds the VM creates in flight at once, across services: each
+	// copies an image and starts a QEMU. Default 4.
+	MaxParallelCreates int
 }
 
 // Reconciler runs passes. It keeps only what cannot be read back from the world: the
 // rollouts that failed, so a bad revision is not retried until a new commit arrives
-// (in Consul KV when it has a Memory, so they outlive the process).
+// (in Consul KV when it has a FailureStore, so they outlive the process), and the
+// rollouts running in the background.
 type Reconciler struct {
 	cfg Config
 	log *slog.Logger
 
 	mu     sync.Mutex
-	failed map[string]failure // by service; with a Memory, only those not yet recorded there
+	failed map[string]failure // by service; with a FailureStore, only those not yet recorded there
 	// failingSince is when each instance was first seen not passing, since it last
 	// passed. In memory only: a restarted Drover starts the clocks again, which errs on
 	// the side of not replacing.
@@ -79,12 +93,16 @@ type Reconciler struct {
 	randMu   sync.Mutex
 	// otherFleets is the last logged summary of other fleets' VMs.
 	otherFleets string
+
+	work    *inflight     // rollouts running in the background, by service
+	creates chan struct{} // semaphore of MaxParallelCreates
+	gc      imageGC
 }
 
 // New returns a Reconciler.
 func New(cfg Config) (*Reconciler, error) {
-	if cfg.Hypervisor == nil || cfg.Registry == nil || cfg.Images == nil {
-		return nil, errors.New("reconciler: hypervisor, registry and images are required")
+	if cfg.Hypervisor == nil || cfg.Registrar == nil || cfg.Health == nil || cfg.Images == nil {
+		return nil, errors.New("reconciler: hypervisor, registrar, health and images are required")
 	}
 	if err := ValidFleet(cfg.Fleet); cfg.Fleet != "" && err != nil {
 		return nil, fmt.Errorf("reconciler: %w", err)
@@ -116,8 +134,16 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.OpTimeout == 0 {
 		cfg.OpTimeout = 2 * time.Minute
 	}
+	if cfg.ImageGCGrace == 0 {
+		cfg.ImageGCGrace = 24 * time.Hour
+	}
+	if cfg.MaxParallelCreates <= 0 {
+		cfg.MaxParallelCreates = 4
+	}
+	cfg.Budget = cfg.Budget.orDefault(DefaultBudget())
 	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}, passed: map[string]bool{},
-		started: cfg.Now(), lastBurn: map[string]time.Time{}}, nil
+		started: cfg.Now(), lastBurn: map[string]time.Time{}, work: newInflight(),
+		creates: make(chan struct{}, cfg.MaxParallelCreates), gc: imageGC{revisions: map[string]*sources.Fleet{}}}, nil
 }
 
 // RolloutError is a rollout that failed its health gate (or could not create its VMs).
@@ -150,32 +176,35 @@ func (e *HeldError) Error() string { return fmt.Sprintf("service %s held: %s", e
 // Result is the outcome of one pass.
 type Result struct {
 	Plan Plan
-	// Changed: the pass acted. A pass that changed nothing found the fleet matching.
+	// Changed: the pass acted, or started a rollout. A pass that changed nothing, with
+	// nothing in progress, found the fleet matching.
 	Changed bool
-	// Err joins every service's error (RolloutError, HeldError or an operational error).
+	// InProgress are the services whose rollout runs in the background (started by this
+	// pass or an earlier one); the pass did not act on them.
+	InProgress []string
+	// Err joins every service's error (RolloutError, HeldError or an operational error),
+	// with those of background rollouts that ended since the previous pass.
 	Err error
 }
 
 // Observe reads the actual state. It fails, changing nothing, when either provider is
 // unreachable: acting on a partial view could destroy what is serving.
 func (r *Reconciler) Observe(ctx context.Context) (Observed, error) {
-	if err := r.cfg.Registry.Ping(ctx); err != nil {
+	if err := r.cfg.Health.Ping(ctx); err != nil {
 		return Observed{}, fmt.Errorf("observe: consul: %w", err)
 	}
-	if sw, ok := r.cfg.Hypervisor.(Sweeper); ok {
-		removed, err := sw.Sweep(ctx)
-		if err != nil {
-			r.log.Warn("sweeping leftovers of gone VMs", "err", err)
-		}
-		for _, path := range removed {
-			r.log.Info("removed leftover of a VM that no longer exists", "path", path, "event", "repair")
-		}
+	removed, err := r.cfg.Hypervisor.Sweep(ctx)
+	if err != nil {
+		r.log.Warn("sweeping leftovers of gone VMs", "err", err)
+	}
+	for _, path := range removed {
+		r.log.Info("removed leftover of a VM that no longer exists", "path", path, "event", "repair")
 	}
 	all, err := r.cfg.Hypervisor.List(ctx)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observe: list vms: %w", err)
 	}
-	allInstances, err := r.cfg.Registry.Instances(ctx, Tag)
+	allInstances, err := r.cfg.Health.Instances(ctx, Tag)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observe: consul instances: %w", err)
 	}
@@ -222,22 +251,32 @@ func (r *Reconciler) noteOtherFleets(others map[string]int) {
 
 // Plan computes what a pass over rev would do, changing nothing.
 func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, error) {
-	obs, err := r.Observe(ctx)
+	p, _, err := r.plan(ctx, rev)
 	if err != nil {
 		return Plan{}, err
+	}
+	p.inProgress(r.work.busy())
+	return p, nil
+}
+
+// plan observes and plans, returning what it observed too.
+func (r *Reconciler) plan(ctx context.Context, rev sources.Revision) (Plan, Observed, error) {
+	obs, err := r.Observe(ctx)
+	if err != nil {
+		return Plan{}, Observed{}, err
 	}
 	now := r.cfg.Now()
 	failing, passed := r.trackHealth(obs.Instances, now)
 	failed, err := r.failures(ctx)
 	if err != nil {
-		return Plan{}, err
+		return Plan{}, Observed{}, err
 	}
 	fleet, restoring := r.rollbackTargets(ctx, rev, obs, failed)
 	return plan(planInput{
 		Revision: rev.Commit, Fleet: fleet, Obs: obs, Failed: failed, Now: now,
 		FailingSince: failing, Passed: passed, ReplaceUnhealthyAfter: r.cfg.ReplaceUnhealthyAfter,
 		Restoring: restoring,
-	}), nil
+	}), obs, nil
 }
 
 // rollbackTargets returns the fleet to plan against: rev's, except that a service whose
@@ -282,97 +321,102 @@ func (r *Reconciler) rollbackTargets(ctx context.Context, rev sources.Revision, 
 	return out, restoring
 }
 
-// Pass reads the world, diffs it against rev and acts. Services are handled in parallel;
-// one service's failure never stops another's rollout.
+// Pass reads the world, diffs it against rev and acts, and waits for what it started:
+// `drover plan`-like callers and tests get the whole outcome. The Runner uses Start.
 func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, error) {
-	p, err := r.Plan(ctx, rev)
+	if err := r.Admit(rev); err != nil {
+		return Result{}, err
+	}
+	res, err := r.Start(ctx, rev)
+	if err != nil {
+		return res, err
+	}
+	r.Wait()
+	res.InProgress = nil
+	res.Err = errors.Join(res.Err, r.work.takeOutcomes())
+	return res, nil
+}
+
+// Start reads the world, diffs it against rev and acts without waiting: the rollout of
+// each service that needs one runs in the background, so a long drain or health gate of
+// one service does not hold back a newer commit's changes to the others. A service whose
+// rollout is still running is left alone (reported in progress) and planned again by the
+// next pass from whatever then exists. Start reports the errors of background rollouts
+// that ended since the previous call.
+func (r *Reconciler) Start(ctx context.Context, rev sources.Revision) (Result, error) {
+	// Taken before observing: a service busy at any instant of the observation may have
+	// VMs or registrations the snapshot caught half-made.
+	busy := r.work.busy()
+	p, obs, err := r.plan(ctx, rev)
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Plan: p, Changed: !p.Noop()}
+	p.inProgress(busy)
+	res := Result{Plan: p}
 	log := r.log.With("revision", shortRev(rev.Commit))
+	errs := []error{r.work.takeOutcomes()}
 
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
 	for _, sp := range p.Services {
-		if sp.Noop() {
+		switch {
+		case sp.InProgress:
+			continue
+		case sp.Noop():
 			if sp.Held != "" {
 				errs = append(errs, &HeldError{Service: sp.Service, Reason: sp.Held})
 			}
 			continue
 		}
 		svc, _ := p.fleet.Service(sp.Service)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.execute(ctx, log.With("service", sp.Service), rev.Commit, svc, sp); err != nil {
-				mu.Lock()
+		if sp.Create > 0 && !sp.Prune {
+			// Refused before anything of this service changes, every pass, until the
+			// foreign instances are gone or the fleet file opts in.
+			if err := r.checkServiceOwner(ctx, svc); err != nil {
 				errs = append(errs, err)
-				mu.Unlock()
+				continue
 			}
-		}()
-	}
-	wg.Wait()
-	if r.cfg.Chaos {
-		burnt, err := r.chaos(ctx, log, p)
-		res.Changed = res.Changed || burnt
-		if err != nil {
-			errs = append(errs, err)
+		}
+		slog := log.With("service", sp.Service)
+		if r.work.start(sp.Service, func() error { return r.execute(ctx, slog, rev.Commit, svc, sp) }) {
+			res.Changed = true
 		}
 	}
+	if r.cfg.Chaos {
+		if r.chaos(ctx, log, p) {
+			res.Changed = true
+		}
+	}
+	instService := map[string]string{}
+	for _, in := range obs.Instances {
+		instService[in.ID] = in.Service
+	}
 	for _, id := range p.Orphans {
-		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Deregister(ctx, id) })
+		if busy[instService[id]] {
+			// A rollout of that service may have registered it after the VM list was read.
+			continue
+		}
+		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registrar.Deregister(ctx, id) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("deregister orphan %s: %w", id, err))
 			continue
 		}
+		res.Changed = true
 		r.cfg.Hook(PointOrphanDeregistered)
 		log.Info("deregistered instance whose VM is gone", "vm", id)
 	}
+	res.InProgress = slices.Sorted(maps.Keys(r.work.busy()))
 	res.Err = errors.Join(errs...)
+	if !res.Changed && res.Err == nil && len(res.InProgress) == 0 && len(busy) == 0 {
+		r.collectImages(ctx, log, rev, obs)
+	}
 	return res, nil
 }
 
-// failures are the failed rollouts by service: with a Memory, those any Drover of the
-// fleet recorded there, plus any this one could not record; without, those it saw.
-func (r *Reconciler) failures(ctx context.Context) (map[string]failure, error) {
-	r.mu.Lock()
-	out := maps.Clone(r.failed)
-	r.mu.Unlock()
-	if r.cfg.Memory == nil {
-		return out, nil
-	}
-	prefix := r.failuresPrefix()
-	stored, err := r.cfg.Memory.KVList(ctx, prefix)
-	if err != nil {
-		// Planning without them could retry a revision that already failed.
-		return nil, fmt.Errorf("read failed revisions: %w", err)
-	}
-	for key, raw := range stored {
-		var f failure
-		if err := json.Unmarshal(raw, &f); err != nil {
-			r.log.Warn("ignoring unreadable failed-revision record", "key", key, "err", err)
-			continue
-		}
-		svc := strings.TrimPrefix(key, prefix)
-		if cur, ok := out[svc]; !ok || f.At.After(cur.At) {
-			out[svc] = f
-		}
-	}
-	return out, nil
-}
+// Wait blocks until every background rollout has ended. Cancelling the context given
+// to Start makes them end at their next step.
+func (r *Reconciler) Wait() { r.work.wait() }
 
-// failuresPrefix is where the fleet's failed rollouts are kept, one key per service.
-func (r *Reconciler) failuresPrefix() string {
-	fleet := r.cfg.Fleet
-	if fleet == "" {
-		fleet = "-" // never a valid fleet name
-	}
-	return "drover/fleets/" + fleet + "/failed/"
-}
+// Finished receives when a background rollout ends, so the runner passes again at once.
+func (r *Reconciler) Finished() <-chan struct{} { return r.work.finished }
 
 // trackHealth updates and returns since when each instance has been failing its check,
 // and which instances have passed at least once. Instances in maintenance are being
@@ -412,180 +456,4 @@ func (r *Reconciler) trackHealth(instances []discovery.Instance, now time.Time) 
 		out[id] = since
 	}
 	return out, passed
-}
-
-// recordFailure remembers that service's rollout failed, in memory and in the Memory.
-// A record that cannot be written is logged: this Drover still holds the revision,
-// but a restarted one would try it once more.
-func (r *Reconciler) recordFailure(ctx context.Context, service string, f failure) {
-	f.At = r.cfg.Now().UTC()
-	r.mu.Lock()
-	r.failed[service] = f
-	r.mu.Unlock()
-	if r.cfg.Memory == nil {
-		return
-	}
-	raw, err := json.Marshal(f)
-	if err == nil {
-		err = r.finish(ctx, func(ctx context.Context) error {
-			return r.cfg.Memory.KVPut(ctx, r.failuresPrefix()+service, raw)
-		})
-	}
-	if err != nil {
-		r.log.Warn("could not record the failed revision in consul; a restarted drover will try it again", "service", service, "revision", shortRev(f.Revision), "err", err)
-		return
-	}
-	// Consul has it now and is the record from here: deleting the key there lets the
-	// revision be tried again without a new commit.
-	r.mu.Lock()
-	if r.failed[service].At.Equal(f.At) {
-		delete(r.failed, service)
-	}
-	r.mu.Unlock()
-}
-
-// finish runs a step that must complete once begun, so cancellation (a signal) lands
-// between steps and never leaves a half-made or half-destroyed VM. It is still bounded.
-func (r *Reconciler) finish(ctx context.Context, step func(context.Context) error) error {
-	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.OpTimeout)
-	defer cancel()
-	return step(c)
-}
-
-func (r *Reconciler) vmName(service, hash string, taken map[string]bool) string {
-	r.randMu.Lock()
-	defer r.randMu.Unlock()
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	for {
-		suffix := make([]byte, 5)
-		for i := range suffix {
-			suffix[i] = alphabet[r.cfg.Rand.IntN(len(alphabet))]
-		}
-		name := fmt.Sprintf("%s-%s-%s", service, shortHash(hash), suffix)
-		if !taken[name] {
-			taken[name] = true
-			return name
-		}
-	}
-}
-
-// registration is the Consul instance for a VM of svc.
-func registration(svc sources.Service, vm hypervisor.VM) discovery.Registration {
-	deregisterAfter := svc.Update.HealthyDeadline + time.Minute
-	return discovery.Registration{
-		ID:      vm.Name,
-		Service: svc.Name,
-		Address: vm.Address,
-		Port:    vm.Port,
-		Tags:    []string{Tag},
-		Meta:    registrationMeta(vm.Meta),
-		Check: discovery.Check{
-			HTTPPath:                svc.Check.HTTP,
-			TCP:                     svc.Check.TCP,
-			Interval:                svc.Check.Interval,
-			Timeout:                 svc.Check.Timeout,
-			DeregisterCriticalAfter: deregisterAfter,
-		},
-	}
-}
-
-// chaos terminates one random passing instance of each service whose chaos block is
-// due, through the normal drain path; the next pass replaces it. Only a service at rest
-// takes part: nothing to do, every replica passing, at least two of them.
-func (r *Reconciler) chaos(ctx context.Context, log *slog.Logger, p Plan) (bool, error) {
-	now := r.cfg.Now()
-	burnt := false
-	var errs []error
-	for _, sp := range p.Services {
-		svc, ok := p.fleet.Service(sp.Service)
-		if !ok || svc.Chaos == nil || !sp.Noop() || sp.Held != "" || svc.Replicas < 2 || len(sp.Current) != svc.Replicas {
-			continue
-		}
-		r.mu.Lock()
-		last, ok := r.lastBurn[svc.Name]
-		r.mu.Unlock()
-		if !ok {
-			last = r.started
-		}
-		if !chaosDue(now, last, svc.Chaos) {
-			continue
-		}
-		var candidates []string
-		byName := map[string]hypervisor.VM{}
-		for _, vm := range sp.Current {
-			candidates = append(candidates, vm.Name)
-			byName[vm.Name] = vm
-		}
-		if len(sp.Pending) > 0 || !r.allPassing(ctx, svc.Name, candidates) {
-			continue
-		}
-		r.randMu.Lock()
-		victim := pickVictim(candidates, r.cfg.Rand)
-		r.randMu.Unlock()
-		r.mu.Lock()
-		r.lastBurn[svc.Name] = now
-		r.mu.Unlock()
-		log.Warn("chaos: terminating a healthy instance; it will be replaced", "service", svc.Name, "vm", victim, "event", "chaos", "interval", svc.Chaos.Interval, "window", svc.Chaos.Window.String())
-		if err := r.retire(ctx, log.With("service", svc.Name), []hypervisor.VM{byName[victim]}, svc.Update.Drain, svc.Update.ShutdownTimeout); err != nil {
-			errs = append(errs, fmt.Errorf("chaos on %s: %w", svc.Name, err))
-			continue
-		}
-		burnt = true
-	}
-	return burnt, errors.Join(errs...)
-}
-
-// allPassing reports whether Consul sees every named instance passing right now.
-func (r *Reconciler) allPassing(ctx context.Context, service string, ids []string) bool {
-	instances, err := r.cfg.Registry.Instances(ctx, Tag)
-	if err != nil {
-		return false
-	}
-	passing := map[string]bool{}
-	for _, in := range instances {
-		if in.Service == service && in.Status == discovery.StatusPassing {
-			passing[in.ID] = true
-		}
-	}
-	for _, id := range ids {
-		if !passing[id] {
-			return false
-		}
-	}
-	return true
-}
-
-// MetaFleet is the Consul meta key naming an instance's fleet.
-const MetaFleet = "fleet"
-
-// registrationMeta is the Consul meta of a VM's instance: what DESIGN.md promises
-// clients (version, revision, spec_hash) and, when it has one, the VM's fleet.
-func registrationMeta(m hypervisor.Metadata) map[string]string {
-	meta := map[string]string{"version": m.Version, "revision": m.Revision, "spec_hash": m.SpecHash}
-	if m.Fleet != "" {
-		meta[MetaFleet] = m.Fleet
-	}
-	return meta
-}
-
-// maxFleetLen keeps a fleet name usable in Consul meta values and KV keys, and short
-// enough to read in logs.
-const maxFleetLen = 63
-
-// ValidFleet checks a fleet name: 1 to 63 characters, lower-case letters, digits and
-// '-', starting and ending with a letter or digit (a DNS label).
-func ValidFleet(name string) error {
-	if name == "" {
-		return errors.New("fleet name is empty")
-	}
-	if len(name) > maxFleetLen {
-		return fmt.Errorf("fleet name %q is %d characters long, more than %d", name, len(name), maxFleetLen)
-	}
-	for i, c := range name {
-		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(name)-1
-		if !ok {
-			return fmt.Errorf("fleet name %q: character %q at %d; use lower-case letters, digits and '-' (not first or last)", name, c, i+1)
-		}
-	}
-	return nil
 }

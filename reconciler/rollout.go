@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,8 +34,8 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		// between boot and registration): registered passing if it answers now, so a
 		// serving VM is not shown critical until Consul's first check.
 		reg := registration(svc, vm)
-		reg.Passing = r.cfg.Registry.Probe(ctx, reg) == nil
-		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, reg) })
+		reg.Passing = r.cfg.Health.Probe(ctx, reg) == nil
+		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registrar.Register(ctx, reg) })
 		if err != nil {
 			errs = append(errs, fmt.Errorf("register %s again: %w", vm.Name, err))
 			continue
@@ -70,11 +68,29 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var spec hypervisor.Spec
+	if sp.Create > 0 {
+		// Images first, before healthy_deadline starts: a big image on a slow link is
+		// not an unhealthy revision. The cache bounds each download itself.
+		var err error
+		if spec, err = r.baseSpec(ctx, svc, sp.SpecHash, revision); err != nil {
+			var checksum *sources.ChecksumError
+			if !errors.As(err, &checksum) {
+				// Interrupted, refused or unreachable: retried by the next pass, never
+				// a verdict on the revision.
+				return fmt.Errorf("rollout of %s waits for its images: %w", svc.Name, err)
+			}
+			rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err, RolledBack: true}
+			r.recordFailure(ctx, svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
+			log.Error("rollout failed before any VM was created", "version", svc.Version, "err", err)
+			return rerr
+		}
+	}
 	gateCtx, cancel := context.WithTimeout(ctx, svc.Update.HealthyDeadline)
 	defer cancel()
 	started := time.Now()
 
-	created, err := r.createAll(gateCtx, log, revision, svc, sp)
+	created, err := r.createAll(gateCtx, log, spec, svc, sp)
 	// registered holds the created VMs that answered their check and were registered.
 	// The others stay unregistered while the rollout may still destroy them; the
 	// rollout registers them (critical) before it returns leaving them in place.
@@ -89,7 +105,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		}
 		probes := r.probeAll(gateCtx, log, svc, created)
 		r.cfg.Hook(PointGateWaiting)
-		err = r.cfg.Registry.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
+		err = r.cfg.Health.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
 		// Every probe ends before a rollback can deregister what it would register.
 		registered = probes.stop()
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -122,11 +138,8 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		// boots: they go, and the next pass boots replacements. Not a failed revision.
 		return r.removeNeverPassed(ctx, log, svc, sp.Pending)
 	}
-	var (
-		checksum *sources.ChecksumError
-		boot     *createError
-	)
-	verdict := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &checksum) || (errors.As(err, &boot) && len(created) > 0)
+	var boot *createError
+	verdict := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &boot) && len(created) > 0)
 	if !verdict {
 		// Not the revision's fault (say, libvirtd or Consul is down, or failed mid-way):
 		// an operational error. What was created stays, carrying its metadata, and the
@@ -187,39 +200,12 @@ type createError struct {
 func (e *createError) Error() string { return fmt.Sprintf("create %s: %v", e.vm, e.err) }
 func (e *createError) Unwrap() error { return e.err }
 
-// removeNeverPassed removes the VMs among vms that Consul does not see passing.
-func (r *Reconciler) removeNeverPassed(ctx context.Context, log *slog.Logger, svc sources.Service, vms []hypervisor.VM) error {
-	instances, err := r.cfg.Registry.Instances(ctx, Tag)
-	if err != nil {
-		return fmt.Errorf("waiting for %s: %w", svc.Name, err)
-	}
-	passing := map[string]bool{}
-	for _, in := range instances {
-		passing[in.ID] = in.Status == discovery.StatusPassing
-	}
-	var errs []error
-	for _, vm := range vms {
-		if passing[vm.Name] {
-			continue
-		}
-		log.Warn("removing vm that never passed its check", "vm", vm.Name, "event", "repair", "healthy_deadline", svc.Update.HealthyDeadline)
-		if err := r.remove(ctx, log, vm); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// createAll resolves the images and boots sp.Create VMs in parallel; probeAll registers
-// each in Consul once it answers. It returns every VM that was created, even on error, so
-// the caller can roll them back.
-func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) ([]hypervisor.VM, error) {
+// createAll boots sp.Create VMs of spec in parallel (at most MaxParallelCreates across
+// the fleet); probeAll registers each in Consul once it answers. It returns every VM that
+// was created, even on error, so the caller can roll them back.
+func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, spec hypervisor.Spec, svc sources.Service, sp ServicePlan) ([]hypervisor.VM, error) {
 	if sp.Create == 0 {
 		return nil, nil
-	}
-	spec, err := r.baseSpec(ctx, svc, sp.SpecHash, revision)
-	if err != nil {
-		return nil, err
 	}
 	taken := map[string]bool{}
 	for _, vm := range append(append([]hypervisor.VM{}, sp.Current...), sp.Predecessors...) {
@@ -233,7 +219,12 @@ func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, revision s
 	)
 	for range sp.Create {
 		s := spec
-		s.Name = r.vmName(svc.Name, sp.SpecHash, taken)
+		name, err := r.vmName(svc.Name, sp.SpecHash, taken)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		s.Name = name
 		s.Meta.Created = r.cfg.Now().UTC()
 		wg.Add(1)
 		go func() {
@@ -254,6 +245,12 @@ func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, revision s
 }
 
 func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc sources.Service, spec hypervisor.Spec) (hypervisor.VM, error) {
+	select {
+	case r.creates <- struct{}{}:
+		defer func() { <-r.creates }()
+	case <-ctx.Done():
+		return hypervisor.VM{}, ctx.Err()
+	}
 	if err := ctx.Err(); err != nil {
 		return hypervisor.VM{}, err
 	}
@@ -271,138 +268,6 @@ func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc source
 	return vm, nil
 }
 
-// probeAll runs each new VM's check from here every ProbeInterval until it passes, then
-// registers the VM in Consul with its check passing, so the gate starts counting
-// min_healthy_time when the guest is healthy rather than up to a check interval
-// later. Consul checks on from there, and the gate still requires Consul to see the VM
-// passing for min_healthy_time.
-//
-// A VM is registered once, after it answered: never registered critical first and
-// then again as passing. Consul keeps the status of a check that is registered again,
-// and when the earlier registration has not yet reached its catalog, it can take the
-// repeated one as already synced and show the old status for up to two minutes
-// (consul 1.15 to 1.22, agent/local State.setCheckStateLocked); a CI run saw a
-// healthy VM stay critical in the catalog until its rollout's deadline.
-func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources.Service, vms []hypervisor.VM) *probes {
-	ctx, cancel := context.WithCancel(ctx)
-	p := &probes{cancel: cancel, registered: map[string]bool{}, lastErr: map[string]error{}}
-	for _, vm := range vms {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			reg := registration(svc, vm)
-			if !r.awaitAnswer(ctx, p, vm.Name, reg) {
-				return
-			}
-			r.cfg.Hook(PointProbePassed)
-			log.Debug("vm answered its check", "vm", vm.Name)
-			reg.Passing = true
-			tick := time.NewTicker(r.cfg.ProbeInterval)
-			defer tick.Stop()
-			for {
-				err := r.cfg.Registry.Register(ctx, reg)
-				if err == nil {
-					p.mu.Lock()
-					p.registered[vm.Name] = true
-					p.mu.Unlock()
-					r.cfg.Hook(PointRegistered)
-					return
-				}
-				if ctx.Err() == nil {
-					// Retried: a VM left unregistered would fail the gate.
-					log.Warn("register healthy vm", "vm", vm.Name, "err", err)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-			}
-		}()
-	}
-	return p
-}
-
-// maxProbesInFlight bounds the overlapping probes of one VM.
-const maxProbesInFlight = 8
-
-// awaitAnswer runs reg's check against a VM every ProbeInterval until it passes (true)
-// or ctx ends (false). Probes overlap, up to maxProbesInFlight: one that hangs does not
-// hold back the next. A booting guest behind QEMU's user networking does hang them:
-// QEMU accepts the connection and the guest answers nothing until its network is up,
-// so a probe started early waits for QEMU to resend the SYN, or for the check's
-// timeout (10 s by default). A fresh probe every ProbeInterval notices the guest
-// within about a ProbeInterval of its answering.
-func (r *Reconciler) awaitAnswer(ctx context.Context, p *probes, name string, reg discovery.Registration) bool {
-	ctx, cancel := context.WithCancel(ctx)
-	results := make(chan error, maxProbesInFlight)
-	inflight := 0
-	defer func() {
-		cancel()
-		for ; inflight > 0; inflight-- {
-			<-results
-		}
-	}()
-	launch := func() {
-		if inflight < maxProbesInFlight {
-			inflight++
-			go func() { results <- r.cfg.Registry.Probe(ctx, reg) }()
-		}
-	}
-	tick := time.NewTicker(r.cfg.ProbeInterval)
-	defer tick.Stop()
-	launch()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-			launch()
-		case err := <-results:
-			inflight--
-			p.mu.Lock()
-			if err == nil {
-				delete(p.lastErr, name)
-			} else if ctx.Err() == nil {
-				p.lastErr[name] = err
-			}
-			p.mu.Unlock()
-			if err == nil {
-				return true
-			}
-		}
-	}
-}
-
-// probes are the running probeAll goroutines.
-type probes struct {
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	mu         sync.Mutex
-	registered map[string]bool
-	lastErr    map[string]error // VMs that have not answered yet: why, the last time
-}
-
-// stop ends the probes, waits for them, and returns the VMs they registered.
-func (p *probes) stop() map[string]bool {
-	p.cancel()
-	p.wg.Wait()
-	return p.registered
-}
-
-// neverAnswered describes the VMs that never passed their check when Drover ran it, with the last
-// probe's error, or "" when every VM answered.
-func (p *probes) neverAnswered() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	names := slices.Sorted(maps.Keys(p.lastErr))
-	parts := make([]string, 0, len(names))
-	for _, name := range names {
-		parts = append(parts, fmt.Sprintf("%s never passed its check from here (last probe: %v)", name, p.lastErr[name]))
-	}
-	return strings.Join(parts, "; ")
-}
-
 // registerRest registers, critical, the created VMs the rollout leaves in place without
 // their having answered their check, so every VM Drover made is visible in Consul.
 func (r *Reconciler) registerRest(ctx context.Context, log *slog.Logger, svc sources.Service, created []hypervisor.VM, registered map[string]bool) error {
@@ -411,7 +276,7 @@ func (r *Reconciler) registerRest(ctx context.Context, log *slog.Logger, svc sou
 		if registered[vm.Name] {
 			continue
 		}
-		if err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registry.Register(ctx, registration(svc, vm)) }); err != nil {
+		if err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registrar.Register(ctx, registration(svc, vm)) }); err != nil {
 			errs = append(errs, fmt.Errorf("register %s: %w", vm.Name, err))
 			continue
 		}
@@ -446,93 +311,4 @@ func (r *Reconciler) baseSpec(ctx context.Context, svc sources.Service, hash, re
 		*img.path = path
 	}
 	return spec, nil
-}
-
-// retire drains VMs that are serving: maintenance mode takes them out of Consul's
-// passing results, clients get `drain` to move away, then each is shut down, destroyed
-// and deregistered. A VM whose maintenance could not be set is left running.
-func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervisor.VM, drain, shutdownTimeout time.Duration) error {
-	if len(vms) == 0 {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var errs []error
-	var unregistered []hypervisor.VM
-	draining := make([]hypervisor.VM, 0, len(vms))
-	for _, vm := range vms {
-		err := r.finish(ctx, func(ctx context.Context) error {
-			return r.cfg.Registry.SetMaintenance(ctx, vm.Name, true, "drover: draining before destroy")
-		})
-		if errors.Is(err, discovery.ErrNotFound) {
-			// Not in Consul, so no client is sent to it: nothing to drain.
-			unregistered = append(unregistered, vm)
-			continue
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("drain %s: %w", vm.Name, err))
-			continue
-		}
-		r.cfg.Hook(PointMaintenance)
-		draining = append(draining, vm)
-	}
-	if len(draining) > 0 && drain > 0 {
-		log.Info("draining", "vms", len(draining), "drain", drain)
-		t := time.NewTimer(drain)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			// In maintenance and still running: the next pass drains them again.
-			return errors.Join(append(errs, ctx.Err())...)
-		}
-		r.cfg.Hook(PointDrained)
-	}
-	var (
-		wg sync.WaitGroup
-		mu sync.Mutex
-	)
-	for _, vm := range append(draining, unregistered...) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := r.finish(ctx, func(ctx context.Context) error {
-				if err := r.cfg.Hypervisor.Shutdown(ctx, vm.Name, shutdownTimeout); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-					return fmt.Errorf("shutdown %s: %w", vm.Name, err)
-				}
-				r.cfg.Hook(PointShutdown)
-				return nil
-			})
-			if err == nil {
-				err = r.remove(ctx, log, vm)
-			}
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-				return
-			}
-			log.Info("retired vm", "vm", vm.Name, "version", vm.Meta.Version)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// remove destroys a VM and deregisters it, in that order: a crash in between leaves a
-// registration without a VM, which the next pass deregisters as an orphan.
-func (r *Reconciler) remove(ctx context.Context, log *slog.Logger, vm hypervisor.VM) error {
-	return r.finish(ctx, func(ctx context.Context) error {
-		if err := r.cfg.Hypervisor.Destroy(ctx, vm.Name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-			return fmt.Errorf("destroy %s: %w", vm.Name, err)
-		}
-		r.cfg.Hook(PointDestroyed)
-		if err := r.cfg.Registry.Deregister(ctx, vm.Name); err != nil {
-			return fmt.Errorf("deregister %s: %w", vm.Name, err)
-		}
-		r.cfg.Hook(PointDeregistered)
-		log.Debug("removed vm", "vm", vm.Name)
-		return nil
-	})
 }

@@ -1,6 +1,8 @@
 package reconciler
 
-import "github.com/drover-dev/drover/sources"
+import (
+	"github.com/drover-dev/drover/sources"
+)
 
 // The update strategies as arithmetic: given what runs now, how many VMs to create and
 // how many predecessors to retire in this step. A pass takes one step, acts, and the
@@ -24,14 +26,10 @@ type stepInput struct {
 type step struct {
 	// Create is how many VMs of the desired spec to boot now.
 	Create int
-	// RetireOld is how many predecessors to drain and destroy now.
+	// RetireOld is how many predecessors to drain and destroy now: those not passing
+	// before any passing one, since only passing VMs count toward the floor of
+	// replicas - max_unavailable.
 	RetireOld int
-	// RetireUnhealthyOldFirst is always true, and stated so that executors cannot miss
-	// it: the predecessors retired must be those not passing before any passing one.
-	// RetireOld relies on it; only passing VMs count toward the floor of
-	// replicas - max_unavailable, so retiring a passing one where a failing one was
-	// meant could take the service below it.
-	RetireUnhealthyOldFirst bool
 	// RetireAfterGate says the RetireOld predecessors go only after every current VM,
 	// those created in this step included, passes for min_healthy_time. Without it they
 	// may go at once, even while the created VMs boot: the arithmetic already counted
@@ -66,10 +64,9 @@ func strategyStep(strategy string, in stepInput) step {
 // current VMs pass. Capacity never drops, and the fleet briefly doubles.
 func blueGreenStep(in stepInput) step {
 	return step{
-		Create:                  max(0, in.Replicas-in.Current),
-		RetireOld:               max(0, in.Old),
-		RetireUnhealthyOldFirst: true,
-		RetireAfterGate:         true,
+		Create:          max(0, in.Replicas-in.Current),
+		RetireOld:       max(0, in.Old),
+		RetireAfterGate: true,
 	}
 }
 
@@ -86,10 +83,10 @@ func canaryStep(in stepInput) step {
 	case in.Replicas == 0:
 		// Nothing to try out: scaling to zero is blue-green's retire-everything.
 	case in.Current < canary:
-		return step{Create: canary - in.Current, RetireUnhealthyOldFirst: true, RetireAfterGate: true}
+		return step{Create: canary - in.Current, RetireAfterGate: true}
 	case in.CurrentPassing < in.Current && in.Current < in.Replicas:
 		// The canaries (or the first of the rest, after a restart) have not passed yet.
-		return step{RetireUnhealthyOldFirst: true, RetireAfterGate: true}
+		return step{RetireAfterGate: true}
 	}
 	return blueGreenStep(in)
 }
@@ -123,8 +120,7 @@ func rollingStep(in stepInput) step {
 	spare := in.CurrentPassing + in.OldPassing - floor
 	passingOld := max(0, min(in.OldPassing, spare))
 	return step{
-		Create:                  create,
-		RetireOld:               failingOld + passingOld,
-		RetireUnhealthyOldFirst: true,
+		Create:    create,
+		RetireOld: failingOld + passingOld,
 	}
 }

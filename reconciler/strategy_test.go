@@ -47,7 +47,6 @@ func TestRollingStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.want.RetireUnhealthyOldFirst = true
 			if got := rollingStep(tt.in); got != tt.want {
 				t.Errorf("rollingStep(%+v)\n got %+v\nwant %+v", tt.in, got, tt.want)
 			}
@@ -73,7 +72,7 @@ func TestBlueGreenStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.want.RetireUnhealthyOldFirst, tt.want.RetireAfterGate = true, true
+			tt.want.RetireAfterGate = true
 			if got := blueGreenStep(tt.in); got != tt.want {
 				t.Errorf("blueGreenStep(%+v)\n got %+v\nwant %+v", tt.in, got, tt.want)
 			}
@@ -105,7 +104,7 @@ func TestCanaryStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.want.RetireUnhealthyOldFirst, tt.want.RetireAfterGate = true, true
+			tt.want.RetireAfterGate = true
 			if got := canaryStep(tt.in); got != tt.want {
 				t.Errorf("canaryStep(%+v)\n got %+v\nwant %+v", tt.in, got, tt.want)
 			}
@@ -125,10 +124,10 @@ func TestStrategyStep(t *testing.T) {
 		strategy string
 		want     step
 	}{
-		{sources.StrategyRolling, step{Create: 2, RetireOld: 1, RetireUnhealthyOldFirst: true}},
-		{sources.StrategyCanary, step{Create: 1, RetireUnhealthyOldFirst: true, RetireAfterGate: true}},
-		{sources.StrategyBlueGreen, step{Create: 3, RetireOld: 3, RetireUnhealthyOldFirst: true, RetireAfterGate: true}},
-		{"", step{Create: 3, RetireOld: 3, RetireUnhealthyOldFirst: true, RetireAfterGate: true}},
+		{sources.StrategyRolling, step{Create: 2, RetireOld: 1}},
+		{sources.StrategyCanary, step{Create: 1, RetireAfterGate: true}},
+		{sources.StrategyBlueGreen, step{Create: 3, RetireOld: 3, RetireAfterGate: true}},
+		{"", step{Create: 3, RetireOld: 3, RetireAfterGate: true}},
 	}
 	for _, tt := range tests {
 		if got := strategyStep(tt.strategy, base); got != tt.want {
@@ -171,8 +170,8 @@ func (s *rolloutSim) counts() stepInput {
 	return in
 }
 
-// retire removes n predecessors, failing ones first, as step.RetireUnhealthyOldFirst
-// demands of every executor.
+// retire removes n predecessors, failing ones first, as retireOrder makes every
+// executor do.
 func (s *rolloutSim) retire(n int) {
 	for _, wantPassing := range []bool{false, true} {
 		kept := s.vms[:0]

@@ -37,14 +37,9 @@ func (a auditedDriver) Destroy(ctx context.Context, name string) error {
 	return a.driver.Destroy(ctx, name)
 }
 
-// Sweep keeps the driver's optional sweeping visible through the wrapper.
 func (a auditedDriver) Sweep(ctx context.Context) ([]string, error) {
-	sw, ok := a.driver.(reconciler.Sweeper)
-	if !ok {
-		return nil, nil
-	}
 	a.log.Debug(auditMsg, "op", "sweep")
-	return sw.Sweep(ctx)
+	return a.driver.Sweep(ctx)
 }
 
 // auditedRegistry logs the Consul client's mutating calls.
@@ -74,8 +69,7 @@ func (a auditedRegistry) KVPut(ctx context.Context, key string, value []byte) er
 }
 
 var (
-	_ reconciler.Hypervisor = auditedDriver{}
-	_ reconciler.Sweeper    = auditedDriver{}
-	_ reconciler.Registry   = auditedRegistry{}
-	_ reconciler.Memory     = auditedRegistry{}
+	_ reconciler.Hypervisor   = auditedDriver{}
+	_ reconciler.Registrar    = auditedRegistry{}
+	_ reconciler.FailureStore = auditedRegistry{}
 )

@@ -51,7 +51,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	d.source = git
-	images, err := sources.NewImageCache(sources.ImageCacheConfig{Dir: filepath.Join(o.stateDir, "images")}, log) // TODO(cmd helper): wire --image-root and the other image flags
+	images, err := sources.NewImageCache(o.limits.imageCache(filepath.Join(o.stateDir, "images")), log)
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +71,8 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	audited := auditedRegistry{registry, log}
-	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registry: audited, Memory: audited, Images: images, History: git, Log: log, Hook: hook,
-		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter})
+	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
+		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter, Budget: o.limits.budget(), ImageGCGrace: o.imageGCGrace})
 	if err != nil {
 		d.close()
 		return nil, err

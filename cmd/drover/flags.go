@@ -36,6 +36,7 @@ type options struct {
 	replaceUnhealthyAfter time.Duration
 	logFormat             string
 	logLevel              string
+	limits
 }
 
 func (o *options) register(fs *flag.FlagSet, withRun bool) {
@@ -53,6 +54,7 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.consul, "consul", "127.0.0.1:8500", "Consul agent HTTP address (the token comes from CONSUL_HTTP_TOKEN)")
 	fs.DurationVar(&o.consulTimeout, "consul-timeout", discovery.DefaultCallTimeout, "bound on every call to the Consul agent (blocking queries wait less than it):\n"+
 		"an agent that accepts and never answers cannot stall Drover or keep its lock")
+	o.limits.register(fs)
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if withRun {
@@ -79,7 +81,11 @@ func envDefaults(fs *flag.FlagSet) error {
 		}
 		key := "DROVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(key); ok {
-			if err := f.Value.Set(v); err != nil {
+			set := f.Value.Set
+			if list, ok := f.Value.(*stringList); ok {
+				set = list.setList
+			}
+			if err := set(v); err != nil {
 				errs = append(errs, fmt.Sprintf("%s=%q: %v", key, v, err))
 			}
 		}
@@ -112,6 +118,7 @@ func (o *options) validate(withRun bool) error {
 	if o.consulTimeout < 100*time.Millisecond {
 		problems = append(problems, fmt.Sprintf("--consul-timeout %s: want at least 100ms", o.consulTimeout))
 	}
+	problems = append(problems, o.limits.validate()...)
 	if o.logFormat != "text" && o.logFormat != "json" {
 		problems = append(problems, fmt.Sprintf("--log-format %q: want text or json", o.logFormat))
 	}
