@@ -113,17 +113,24 @@ func TestStoppedLeaderResumesFenced(t *testing.T) {
 	}
 	b := startStandby(t, cb, "b")
 	b.waitStanding(t)
+	// Stop it in the middle of its work, a few steps in.
+	for acts := 0; acts < 3; {
+		if strings.HasPrefix(next("a step"), "act ") {
+			acts++
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
+	t.Logf("stopped the leader at %s", stopped.Format(time.StampMicro))
 	r := b.waitLeads(t, takeoverBudget+defaultCheckTTL)
 	t.Logf("standby led %s after the leader was stopped", r.at.Sub(stopped).Round(time.Millisecond))
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 
-	acts := 0
+	acts := 0 // after the first three
 	for {
 		l := next("lapsed")
 		if rest, ok := strings.CutPrefix(l, "act "); ok {
@@ -132,6 +139,7 @@ func TestStoppedLeaderResumesFenced(t *testing.T) {
 				t.Fatalf("helper: bad line %q", l)
 			}
 			acts++
+			t.Logf("helper: step %d at %s", acts, time.Unix(0, ns).Format(time.StampMicro))
 			if at := time.Unix(0, ns); !at.Before(r.at) {
 				t.Errorf("old leader started a step at %s, after the standby led at %s",
 					at.Format(time.StampMicro), r.at.Format(time.StampMicro))
@@ -142,7 +150,7 @@ func TestStoppedLeaderResumesFenced(t *testing.T) {
 			if !strings.Contains(l, ErrNotLeader.Error()) {
 				t.Errorf("helper: %q, want it to name %q", l, ErrNotLeader)
 			}
-			t.Logf("helper after %d steps: %s", acts, l)
+			t.Logf("helper after %d more steps: %s", acts, l)
 			break
 		}
 		t.Logf("helper: %s", l)
@@ -154,7 +162,4 @@ func TestStoppedLeaderResumesFenced(t *testing.T) {
 		t.Errorf("helper: %v", err)
 	}
 	exited <- nil // for cleanup
-	if acts == 0 {
-		t.Error("helper did no step while it led: the test shows nothing")
-	}
 }

@@ -3,7 +3,10 @@ package reconciler
 import (
 	"context"
 	"fmt"
+
+	"github.com/drover-dev/drover/discovery"
 )
+
 
 // Fence is a leadership term: Guard says whether this Drover still leads and returns a
 // context that ends when it stops leading (the lock's session lapses). Every mutating
@@ -52,3 +55,5 @@ func (r *Reconciler) finish(ctx context.Context, step func(context.Context) erro
 	defer cancel()
 	return fenced(c, step)
 }
+
+var _ Fence = (*discovery.Leadership)(nil)

@@ -357,6 +357,10 @@ func (r *Reconciler) Start(ctx context.Context, rev sources.Revision) (Result, e
 	errs := []error{r.work.takeOutcomes()}
 
 	for _, sp := range p.Services {
+		for _, vm := range sp.IOError {
+			log.Warn("vm paused by an I/O error (disk full?): kept for inspection, not serving, not replaced in a loop; destroy it by hand",
+				"service", sp.Service, "vm", vm.Name, "event", "ioerror")
+		}
 		switch {
 		case sp.InProgress:
 			continue

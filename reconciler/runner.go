@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -48,8 +49,11 @@ func (r *Runner) Status() Status {
 	return r.status
 }
 
-// Run loops until ctx ends (nil) or, with Once, until the outcome is known.
+// Run loops until ctx ends (nil) or, with Once, until the outcome is known. Rollouts run
+// in the background between passes; Run waits for them before it returns, so cancelling
+// ctx ends them at their next step, as a signal always did.
 func (r *Runner) Run(ctx context.Context) error {
+	defer r.Reconciler.Wait()
 	log := r.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -58,13 +62,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	if maxBackoff == 0 {
 		maxBackoff = r.Interval
 	}
+	bo := backoff.Backoff{Min: min(time.Second, maxBackoff), Max: maxBackoff}
 	var (
 		last    sources.Revision
 		haveRev bool
-		backoff time.Duration
 	)
 	for {
 		rev, err := r.Source.Read(ctx)
+		if err == nil {
+			// A commit over the host budget is held like one that does not parse.
+			err = r.Reconciler.Admit(rev)
+		}
 		switch {
 		case err == nil:
 			if !haveRev || rev.Commit != last.Commit {
@@ -89,11 +97,11 @@ func (r *Runner) Run(ctx context.Context) error {
 
 		var wait time.Duration
 		if haveRev {
-			res, perr := r.Reconciler.Pass(ctx, last)
+			res, perr := r.Reconciler.Start(ctx, last)
 			if ctx.Err() != nil {
 				return nil
 			}
-			converged := perr == nil && res.Err == nil && !res.Changed
+			converged := perr == nil && res.Err == nil && !res.Changed && len(res.InProgress) == 0
 			r.record(last.Commit, res, perr, converged)
 			switch {
 			case perr != nil:
@@ -104,6 +112,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			case res.Err != nil:
 				log.Error("pass finished with errors", "revision", shortRev(last.Commit), "err", res.Err)
 				if r.Once {
+					// The outcome is known; what is still rolling out finishes first.
+					r.Reconciler.Wait()
 					return res.Err
 				}
 			case converged:
@@ -112,21 +122,24 @@ func (r *Runner) Run(ctx context.Context) error {
 					return nil
 				}
 			}
-			if res.Changed && perr == nil {
+			if len(res.InProgress) > 0 {
+				log.Debug("rollouts in progress", "revision", shortRev(last.Commit), "services", res.InProgress)
+			}
+			if res.Changed && perr == nil && len(res.InProgress) == 0 {
 				// Confirm at once what the pass did; the next pass is cheap when it did all.
-				backoff = 0
+				bo.Reset()
 				continue
 			}
-			// A held revision is a settled state, not a fault: keep polling at the
-			// interval so the fixing commit is picked up promptly.
+			// A held revision is a settled state, not a fault, and a rollout in progress
+			// is work, not a fault: keep polling at the interval so a newer commit is
+			// picked up promptly (a rollout that ends wakes the loop at once).
 			if perr == nil && err == nil && (res.Err == nil || onlyHeld(res.Err)) {
-				backoff = 0
+				bo.Reset()
 				wait = r.Interval
 			}
 		}
 		if wait == 0 {
-			backoff = min(max(2*backoff, time.Second), maxBackoff)
-			wait = backoff
+			wait = bo.Next()
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -135,6 +148,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-r.Wake:
+			t.Stop()
+		case <-r.Reconciler.Finished():
 			t.Stop()
 		}
 	}

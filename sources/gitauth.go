@@ -46,10 +46,11 @@ func splitCredentials(raw string) remote {
 		secret = password
 		escaped = escaped[strings.IndexByte(escaped, ':')+1:]
 	}
-	for _, s := range []string{secret, escaped} {
-		if len(s) >= minSecretLen {
-			r.secrets = append(r.secrets, s)
-		}
+	if len(secret) >= minSecretLen {
+		r.secrets = append(r.secrets, secret)
+	}
+	if escaped != secret && len(escaped) >= minSecretLen {
+		r.secrets = append(r.secrets, escaped)
 	}
 	u.User = nil
 	r.url = u.String()
