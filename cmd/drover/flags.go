@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 )
@@ -86,7 +87,7 @@ func envDefaults(fs *flag.FlagSet) error {
 				set = list.setList
 			}
 			if err := set(v); err != nil {
-				errs = append(errs, fmt.Sprintf("%s=%q: %v", key, v, err))
+				errs = append(errs, fmt.Sprintf("%s=%q: %v", key, redact.String(v), err))
 			}
 		}
 	})

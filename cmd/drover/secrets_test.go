@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -81,7 +82,12 @@ func TestRepoCredentialsNeverShown(t *testing.T) {
 	})
 
 	t.Run("daemon", func(t *testing.T) {
-		p := startLeaderProc(t, bin, "drover", args(url, "--listen", "127.0.0.1:0")...)
+		const token = "status-token-31d4c9"
+		tokenFile := filepath.Join(t.TempDir(), "token")
+		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := startLeaderProc(t, bin, "drover", args(url, "--listen", "127.0.0.1:0", "--listen-token-file", tokenFile)...)
 		p.waitLog(t, `"tracking revision"`, time.Minute)
 		statusURL := regexp.MustCompile(`"url":"(http://127\.0\.0\.1:\d+)/status"`).FindStringSubmatch(p.log())
 		if statusURL == nil {
@@ -92,8 +98,17 @@ func TestRepoCredentialsNeverShown(t *testing.T) {
 		srv.FailNext(1 << 30)
 		defer srv.FailNext(0)
 		p.waitLog(t, `"reading desired state failed`, time.Minute)
+		if code, _ := get(t, statusURL[1]+"/status", ""); code != http.StatusUnauthorized {
+			t.Errorf("/status without the token: %d, want 401", code)
+		}
+		if code, _ := get(t, statusURL[1]+"/healthz", ""); code != http.StatusOK {
+			t.Errorf("/healthz without the token: %d, want 200", code)
+		}
 		var status struct{ Error string }
-		body := getBody(t, statusURL[1]+"/status")
+		code, body := get(t, statusURL[1]+"/status", token)
+		if code != http.StatusOK {
+			t.Fatalf("/status with the token: %d, want 200\n%s", code, body)
+		}
 		if err := json.Unmarshal([]byte(body), &status); err != nil || status.Error == "" {
 			t.Fatalf("/status: %v, want a JSON status with the fetch error:\n%s", err, body)
 		}
@@ -129,9 +144,17 @@ func TestRepoCredentialsNeverShown(t *testing.T) {
 	})
 }
 
-func getBody(t *testing.T, url string) string {
+// get fetches url, with token as a bearer token when set.
+func get(t *testing.T, url, token string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +163,5 @@ func getBody(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return resp.StatusCode, string(b)
 }
