@@ -1,6 +1,8 @@
 // Package discovery is Drover's view of Consul: it registers instances with their
 // health check and meta, waits until they pass, drains them through maintenance mode,
-// deregisters them and lists what the local agent holds.
+// deregisters them and lists what the local agent and the catalog hold. It also
+// elects one leader per fleet (Lead) and fences its steps (Leadership.Guard), so a
+// Drover that lost the lock stops acting before another can take it.
 //
 // Every call goes to the local Consul agent; the agent's catalog sync makes the
 // registrations visible cluster-wide. Every call is bounded by Config.CallTimeout, so

@@ -105,6 +105,11 @@ func TestGuardCancelledWhenConsulGoes(t *testing.T) {
 	case at := <-guardCancelledAt(gctx):
 		lease := l.k.lease()
 		t.Logf("guard cancelled %s before the lease's end", lease.Sub(at).Round(time.Millisecond))
+		// The earliest a standby could lead is the lease's end plus the lock-delay.
+		if earliest := lease.Add(defaultLockDelay); !at.Before(earliest) {
+			t.Errorf("guard cancelled at %s, not before %s, when a standby could lead",
+				at.Format(time.StampMicro), earliest.Format(time.StampMicro))
+		}
 	case <-time.After(defaultCheckTTL + 5*time.Second):
 		t.Fatalf("Guard context not cancelled within the check TTL (%s) of the agent stopping", defaultCheckTTL)
 	}

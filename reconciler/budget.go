@@ -97,9 +97,9 @@ func peakVMs(svc sources.Service) int64 {
 	return 2 * n
 }
 
-// PeakUsage is what f needs at once when every service rolls out together, the worst
+// peakUsage is what f needs at once when every service rolls out together, the worst
 // a commit can cause.
-func PeakUsage(f *sources.Fleet) Usage {
+func peakUsage(f *sources.Fleet) Usage {
 	var u Usage
 	for _, svc := range f.Services {
 		n := peakVMs(svc)
@@ -133,7 +133,7 @@ func checkBudget(rev sources.Revision, b Budget) error {
 	if rev.Fleet == nil {
 		return nil
 	}
-	need := PeakUsage(rev.Fleet)
+	need := peakUsage(rev.Fleet)
 	var over []string
 	if need.VMs > int64(b.MaxVMs) {
 		over = append(over, fmt.Sprintf("%d VMs, more than --max-vms %d", need.VMs, b.MaxVMs))

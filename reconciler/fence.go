@@ -7,7 +7,6 @@ import (
 	"github.com/drover-dev/drover/discovery"
 )
 
-
 // Fence is a leadership term: Guard says whether this Drover still leads and returns a
 // context that ends when it stops leading (the lock's session lapses). Every mutating
 // step (create, shutdown, destroy, register, deregister, maintenance, KV put) runs

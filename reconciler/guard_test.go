@@ -194,7 +194,7 @@ func TestPausedIOErrorIsKept(t *testing.T) {
 	w.mu.Lock()
 	var paused string
 	for name, vm := range w.vms {
-		vm.State = statePausedIOError
+		vm.State = hypervisor.StatePausedIOError
 		w.vms[name], paused = vm, name
 	}
 	w.mu.Unlock()

@@ -146,7 +146,7 @@ func plan(in planInput) Plan {
 		sp := ServicePlan{Service: name, Prune: true}
 		for _, vm := range byService[name] {
 			// A paused one too: its service is gone, so nobody will look at it.
-			if alive(vm) || vm.State == statePausedIOError {
+			if alive(vm) || vm.State == hypervisor.StatePausedIOError {
 				sp.Retire = append(sp.Retire, vm)
 			} else {
 				sp.Remove = append(sp.Remove, vm)
@@ -163,7 +163,7 @@ func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instan
 	sp := ServicePlan{Service: svc.Name, Version: svc.Version, SpecHash: hash, Replicas: svc.Replicas, Replace: map[string]string{}}
 	for _, vm := range sortedVMs(vms) {
 		switch {
-		case vm.State == statePausedIOError:
+		case vm.State == hypervisor.StatePausedIOError:
 			sp.IOError = append(sp.IOError, vm)
 		case !alive(vm):
 			sp.Remove = append(sp.Remove, vm)
@@ -335,7 +335,3 @@ func (p Plan) String() string {
 	}
 	return b.String()
 }
-
-// statePausedIOError is hypervisor.StatePausedIOError, named here until the drivers
-// that report it land.
-const statePausedIOError = hypervisor.State("paused-ioerror")

@@ -187,9 +187,9 @@ type Result struct {
 	Err error
 }
 
-// Observe reads the actual state. It fails, changing nothing, when either provider is
+// observe reads the actual state. It fails, changing nothing, when either provider is
 // unreachable: acting on a partial view could destroy what is serving.
-func (r *Reconciler) Observe(ctx context.Context) (Observed, error) {
+func (r *Reconciler) observe(ctx context.Context) (Observed, error) {
 	if err := r.cfg.Health.Ping(ctx); err != nil {
 		return Observed{}, fmt.Errorf("observe: consul: %w", err)
 	}
@@ -261,7 +261,7 @@ func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, erro
 
 // plan observes and plans, returning what it observed too.
 func (r *Reconciler) plan(ctx context.Context, rev sources.Revision) (Plan, Observed, error) {
-	obs, err := r.Observe(ctx)
+	obs, err := r.observe(ctx)
 	if err != nil {
 		return Plan{}, Observed{}, err
 	}

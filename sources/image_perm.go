@@ -65,11 +65,16 @@ func resolveGroup(name, probeDir string) (cachePerm, string, error) {
 }
 
 // apply sets the cache's group and mode on path, tightening what an older Drover
-// left world-readable.
+// left world-readable. A file Drover does not own is left alone: libvirt's DAC driver
+// has handed it to QEMU's user for a running VM, remembers what it set, and refuses to
+// start the next VM on it ("Setting different DAC user or group … already in use") if
+// its group changed meanwhile. It is tightened once libvirt has given it back.
 func (p cachePerm) apply(path string, info fs.FileInfo) error {
 	mode := p.file
 	if info.IsDir() {
 		mode = p.dir
+	} else if fileUid(info) != os.Geteuid() {
+		return nil
 	}
 	if p.gid >= 0 && fileGid(info) != p.gid {
 		if err := os.Lchown(path, -1, p.gid); err != nil {
@@ -101,6 +106,13 @@ func (p cachePerm) touch(path string, now time.Time) error {
 func fileGid(info fs.FileInfo) int {
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
 		return int(st.Gid)
+	}
+	return -1
+}
+
+func fileUid(info fs.FileInfo) int {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
 	}
 	return -1
 }

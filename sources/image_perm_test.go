@@ -101,3 +101,42 @@ func TestImageCacheModes(t *testing.T) {
 		assertPrivate(t, c, old)
 	})
 }
+
+// A cached file libvirt has handed to QEMU's user for a running VM keeps the owner,
+// group and mode libvirt set: libvirt refuses to start the next VM on it otherwise.
+func TestImageCacheLeavesFilesInUseByQEMU(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a file to another user")
+	}
+	content := []byte("kernel in use")
+	dir := filepath.Join(t.TempDir(), "images")
+	c, a := cacheFromRoot(t, dir, "", content)
+	p, err := c.Get(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const qemuUID, qemuGID = 64055, 64055 // as libvirt's DAC driver labels it
+	if err := os.Chown(p, qemuUID, qemuGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fileUid(info) != qemuUID || fileGid(info) != qemuGID || info.Mode().Perm() != 0o644 {
+			t.Errorf("%s: owner %d:%d mode %v, want libvirt's %d:%d 0644 untouched", when, fileUid(info), fileGid(info), info.Mode().Perm(), qemuUID, qemuGID)
+		}
+	}
+	if _, err := c.Get(context.Background(), a); err != nil { // a hit
+		t.Fatal(err)
+	}
+	check("after a hit")
+	if _, err := NewImageCache(ImageCacheConfig{Dir: dir}, nil); err != nil { // a restart
+		t.Fatal(err)
+	}
+	check("after a restart")
+}

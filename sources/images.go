@@ -92,9 +92,11 @@ type ImageCache struct {
 }
 
 type download struct {
-	url  string
-	done chan struct{}
-	err  error // set before done is closed
+	url     string
+	done    chan struct{}
+	err     error                   // set before done is closed
+	waiters int                     // Gets waiting for it, under ImageCache.mu
+	cancel  context.CancelCauseFunc // abandons it
 }
 
 // tempPrefix marks downloads in progress; they are never taken for cached images.
@@ -205,9 +207,14 @@ func (c *ImageCache) Path(sha256Hex string) string {
 }
 
 // Get returns the path of the verified image a, downloading it if it is not cached.
-// Concurrent calls for one digest download it once. A URL the policy refuses is
+// Concurrent calls for one digest share one download. A URL the policy refuses is
 // refused even when its digest is cached, so a commit's outcome does not depend on
 // what the cache happens to hold. See ErrImageUnavailable for what its errors mean.
+//
+// The download is bounded by DownloadTimeout, not by ctx's deadline: a caller whose
+// deadline passes gets its ctx error at once, while the download goes on so that the
+// next Get finds the image (or joins the download) instead of starting over. It stops
+// early only when every caller waiting for it was cancelled.
 func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 	digest := strings.ToLower(a.SHA256)
 	if !sha256RE.MatchString(digest) {
@@ -218,6 +225,9 @@ func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 	}
 	final := c.Path(digest)
 	for {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), err)
+		}
 		c.mu.Lock()
 		// Checked under the lock: a finished download renames before leaving inflight,
 		// and Collect removes under it.
@@ -230,41 +240,62 @@ func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 		}
 		d, ok := c.inflight[digest]
 		if !ok {
-			d = &download{url: a.URL, done: make(chan struct{})}
-			c.inflight[digest] = d
-			c.mu.Unlock()
-			err := c.download(ctx, a.URL, digest, final)
-			c.mu.Lock()
-			delete(c.inflight, digest)
-			d.err = err
-			close(d.done)
-			c.mu.Unlock()
-			if err != nil {
-				return "", err
-			}
-			return final, nil
+			d = c.start(ctx, a.URL, digest, final)
 		}
+		d.waiters++
 		c.mu.Unlock()
-		if c.joined != nil {
+		if ok && c.joined != nil {
 			c.joined(digest)
 		}
+
 		select {
 		case <-d.done:
 		case <-ctx.Done():
+			c.mu.Lock()
+			d.waiters--
+			last := d.waiters == 0 && errors.Is(ctx.Err(), context.Canceled)
+			if last {
+				d.cancel(context.Canceled)
+			}
+			c.mu.Unlock()
+			if last {
+				// Wait for the abandoned download to clean up after itself: it stops at
+				// its next read.
+				<-d.done
+			}
 			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), ctx.Err())
 		}
+		c.mu.Lock()
+		d.waiters--
+		c.mu.Unlock()
 		if d.err == nil {
 			return final, nil
 		}
-		// The other call's failure is ours only if it had our URL and was not merely
-		// cancelled by its own caller.
-		if d.url == a.URL && !errors.Is(d.err, context.Canceled) && !errors.Is(d.err, context.DeadlineExceeded) {
+		// Another caller's failure is ours only if it had our URL and was not abandoned
+		// by its callers.
+		if d.url == a.URL && !errors.Is(d.err, context.Canceled) {
 			return "", d.err
 		}
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("get image %s: %w", redact.URL(a.URL), ctx.Err())
-		}
 	}
+}
+
+// start begins downloading digest in the background; c.mu is held. The download keeps
+// ctx's values but not its cancellation or deadline: the waiters decide when it is
+// abandoned.
+func (c *ImageCache) start(ctx context.Context, rawURL, digest, final string) *download {
+	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	d := &download{url: rawURL, done: make(chan struct{}), cancel: cancel}
+	c.inflight[digest] = d
+	go func() {
+		defer cancel(nil)
+		err := c.download(dctx, rawURL, digest, final)
+		c.mu.Lock()
+		delete(c.inflight, digest)
+		d.err = err
+		close(d.done)
+		c.mu.Unlock()
+	}()
+	return d
 }
 
 func cached(p string) bool {

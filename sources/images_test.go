@@ -370,13 +370,61 @@ func TestImageCacheCancel(t *testing.T) {
 		if err := <-first; !errors.Is(err, context.Canceled) {
 			t.Errorf("first Get = %v, want context.Canceled", err)
 		}
-		<-srv.started // the waiter's own download
+		// The download goes on for the waiter: nothing starts over.
 		close(srv.block)
 		if err := <-second; err != nil {
 			t.Errorf("second Get = %v, want success", err)
 		}
+		if n := srv.count("/a"); n != 1 {
+			t.Errorf("requests = %d, want 1", n)
+		}
 		assertOnlyCached(t, dir, digest)
 	})
+
+	t.Run("a caller's deadline does not waste the download", func(t *testing.T) {
+		// A pass that gives up on a slow image must not throw away what was fetched:
+		// the download goes on and the next pass finds the image.
+		srv := newImageServer(t, content)
+		srv.block = make(chan struct{})
+		c, dir := newCache(t, allowLocal())
+		a := Artifact{URL: srv.URL + "/a", SHA256: digest}
+		ctx := &expiring{Context: context.Background(), done: make(chan struct{})}
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Get(ctx, a)
+			errc <- err
+		}()
+		<-srv.started
+		close(ctx.done)
+		if err := <-errc; !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Get = %v, want its caller's context.DeadlineExceeded", err)
+		}
+		close(srv.block)
+		if _, err := c.Get(context.Background(), a); err != nil {
+			t.Errorf("next Get = %v, want success", err)
+		}
+		if n := srv.count("/a"); n != 1 {
+			t.Errorf("requests = %d, want 1: the download started over", n)
+		}
+		assertOnlyCached(t, dir, digest)
+	})
+}
+
+// expiring is a context whose deadline passes when done is closed.
+type expiring struct {
+	context.Context
+	done chan struct{}
+}
+
+func (e *expiring) Done() <-chan struct{} { return e.done }
+
+func (e *expiring) Err() error {
+	select {
+	case <-e.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }
 
 func TestNewImageCacheRemovesUnfinished(t *testing.T) {

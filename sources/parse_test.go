@@ -735,43 +735,6 @@ func TestParseReportsEveryError(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
-	seeds := []string{
-		"", "services: []\n", fullFleet, minimal(""), "services: [\n", "a: &a [*a]\n",
-		"services:\n  - <<: &x {<<: *x}\n", "services: [{name: web, image: {kernel: *k}}]\n",
-		"services:\n - name: w\n   update: {<<: [{drain: 1s}, {drain: 2s}]}\n",
-		"\xff\xfe", "---\n---\n", "services: !!binary aGVsbG8=\n",
-		svc("replicas: 3", "update: {strategy: rolling, max_surge: 0, max_unavailable: 4}"),
-		svc("update: {strategy: canary, canary: 2, max_surge: 1}"),
-		svc(`chaos: {interval: 10m, window: "23:00-01:00"}`),
-		svc(`chaos: {<<: {interval: 1s}, window: 00:00-00:00}`),
-	}
-	for _, s := range seeds {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, input string) {
-		fleet, err := Parse("fuzz.yaml", []byte(input))
-		if err == nil {
-			if fleet == nil {
-				t.Fatal("nil fleet without error")
-			}
-			return
-		}
-		if fleet != nil {
-			t.Fatal("fleet returned with an error")
-		}
-		var errs Errors
-		if !errors.As(err, &errs) || len(errs) == 0 {
-			t.Fatalf("error is not a non-empty Errors: %v", err)
-		}
-		for _, e := range errs {
-			if e.Pos.File != "fuzz.yaml" || e.Pos.Line < 1 || e.Pos.Col < 1 || e.Msg == "" {
-				t.Fatalf("error without a position or message: %#v", e)
-			}
-		}
-	})
-}
-
 func BenchmarkParse(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString("services:\n")

@@ -12,14 +12,7 @@ import (
 // string of nearly that size and a thousand aliases to it, a gigabyte once expanded.
 // The second alias is where the expanded file crosses 2 MiB.
 func aliasBomb() (data string, secondAlias Pos) {
-	var b strings.Builder
-	b.WriteString(`x: &s "` + strings.Repeat("a", MaxFleetFileBytes-8<<10) + "\"\nservices: [")
-	col := len("services: [") + 1
-	for range 1000 {
-		b.WriteString("*s, ")
-	}
-	b.WriteString("]\n")
-	return b.String(), Pos{File: "f.yaml", Line: 2, Col: col + len("*s, ")}
+	return aliasBombOf(MaxFleetFileBytes-8<<10, 1000), Pos{File: "f.yaml", Line: 2, Col: len("services: [*s, ") + 1}
 }
 
 // The alias bomb is refused at the alias that crosses the bound, with a short message,

@@ -32,10 +32,11 @@ const GuestPort = 8080
 
 // guestModules are the kernel modules the guest loads, in insmod order: Debian's cloud
 // kernel builds virtio as modules, and insmod does not resolve dependencies. button and
-// evdev let busybox acpid see the ACPI power button, so graceful shutdown works.
+// evdev let busybox acpid see the ACPI power button, so graceful shutdown works;
+// virtio_blk lets the guest write its disk (GuestFillDisk).
 var guestModules = []string{
 	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
-	"failover", "net_failover", "virtio_net",
+	"failover", "net_failover", "virtio_net", "virtio_blk",
 	"button", "evdev",
 }
 
@@ -85,6 +86,11 @@ func GuestCmdline(version string) string {
 // /reach: "reached" if the peer sent the line "drover-reach" (then closed), else
 // "unreachable". Append it to GuestCmdline's.
 func GuestReach(addr string) string { return "drover.reach=" + addr }
+
+// GuestFillDisk is the kernel command line word that makes a test guest, once it
+// serves, write zeros over its whole first virtio disk (/dev/vda): tests use it to fill
+// the host filesystem under the VM's overlay.
+const GuestFillDisk = "drover.fill=vda"
 
 // QEMUAccel is the accelerator a test guest should boot with: $DROVER_TESTENV_ACCEL when
 // set (kvm or tcg), else kvm when /dev/kvm opens and is a full KVM, else tcg. A PVM host

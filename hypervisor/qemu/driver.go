@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
@@ -386,7 +387,19 @@ func (d *Driver) Destroy(ctx context.Context, name string) error {
 	if !rec.Destroying {
 		rec.Destroying = true
 		if err := d.writeRecord(p, rec); err != nil {
-			return fmt.Errorf("destroy vm %s: %w", name, err)
+			if !errors.Is(err, syscall.ENOSPC) {
+				return fmt.Errorf("destroy vm %s: %w", name, err)
+			}
+			// A full filesystem, most often why the VM paused, refuses even the
+			// mark. Its overlay is what filled it and nothing runs from it now:
+			// removing it first makes the room, and a Destroy killed right after
+			// leaves a VM without a disk, which the next pass destroys.
+			if rerr := os.Remove(p.overlay); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return fmt.Errorf("destroy vm %s: %w (and removing the overlay to make room: %w)", name, err, rerr)
+			}
+			if err := d.writeRecord(p, rec); err != nil {
+				return fmt.Errorf("destroy vm %s: %w", name, err)
+			}
 		}
 	}
 	if err := removeEntry(p); err != nil {
