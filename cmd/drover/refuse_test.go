@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ import (
 func TestCommitOverBudgetRefused(t *testing.T) {
 	images := testenv.Images(t)
 	consul := testenv.Consul(t)
+	bin := buildCrashDrover(t)
 	reg, err := discovery.New(discovery.Config{Address: consul.Addr}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +45,7 @@ func TestCommitOverBudgetRefused(t *testing.T) {
 			repo.Commit(t, map[string]string{"fleet.yaml": images.FleetYAML(tt.svc)}, "over budget")
 			args := append([]string{"run", "--once", "--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr,
 				"--driver", "qemu", "--listen", "", "--interval", "1s"}, imageRootArgs(images)...)
-			code, _, stderr := runCLI(t, append(args, tt.flags...)...)
+			code, stderr := runBinary(t, bin, append(args, tt.flags...)...)
 			if code != exitFail || !strings.Contains(stderr, tt.want) || !strings.Contains(stderr, "refused") {
 				t.Fatalf("run --once over budget: exit %d, want %d with an error naming %q\n%s", code, exitFail, tt.want, stderr)
 			}
@@ -72,6 +75,7 @@ func TestStateDirNotTraversable(t *testing.T) {
 	uri := testenv.Libvirt(t)
 	consul := testenv.Consul(t)
 	images := testenv.Images(t)
+	bin := buildCrashDrover(t)
 	repo := testenv.NewRepo(t)
 	repo.Commit(t, map[string]string{"fleet.yaml": images.FleetYAML(testenv.Service{Name: "statedir", Version: "1", Replicas: 1})}, "v1")
 	private, err := os.MkdirTemp("", "drover-state-")
@@ -85,7 +89,7 @@ func TestStateDirNotTraversable(t *testing.T) {
 	state := filepath.Join(private, "state")
 	args := append([]string{"run", "--once", "--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr,
 		"--driver", "libvirt", "--libvirt-uri", uri, "--listen", "", "--interval", "1s"}, imageRootArgs(images)...)
-	code, _, stderr := runCLI(t, args...)
+	code, stderr := runBinary(t, bin, args...)
 	if code != exitFail {
 		t.Fatalf("run --once with a 0700 state dir: exit %d, want %d\n%s", code, exitFail, stderr)
 	}
@@ -100,4 +104,23 @@ func TestStateDirNotTraversable(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "git")); !os.IsNotExist(err) {
 		t.Errorf("the git clone exists (%v): drover fetched before checking the state dir", err)
 	}
+}
+
+// runBinary runs the drover binary to its end (at most 5 minutes) and returns its exit
+// code and its stderr and stdout.
+func runBinary(t *testing.T, bin string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("drover %s still running after 5m\n%s", strings.Join(args, " "), out)
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	case err != nil:
+		t.Fatalf("drover %s: %v", strings.Join(args, " "), err)
+	}
+	return 0, string(out)
 }
