@@ -108,3 +108,27 @@ func TestParallelCreatesAreBounded(t *testing.T) {
 		t.Errorf("creates in flight at most %d (want 3), VMs %d (want 10)", w.maxCreating, w.count("a", "1"))
 	}
 }
+
+// TestFailingRolloutBacksOff: a rollout that fails at once (the hypervisor refuses every
+// create) is retried after the runner's backoff, not woken again at once by its own end.
+func TestFailingRolloutBacksOff(t *testing.T) {
+	w := newFakeWorld()
+	w.createErr = errFake
+	r := fakeReconciler(t, w, nil)
+	src := &revSource{}
+	src.set(rev("c1", svc("a", "1", 1, 0)))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- (&Runner{Source: src, Reconciler: r, Interval: time.Hour, MaxBackoff: time.Hour}).Run(ctx)
+	}()
+	eventually(t, "the first create", func() bool { return w.mutationCount() >= 1 })
+	// The window in which a hot loop would make hundreds of attempts; the backoff's
+	// first delay is at least 500ms.
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	<-done
+	if n := w.mutationCount(); n > 2 {
+		t.Errorf("creates within 300ms of a failing rollout: %d (%v), want the first (and at most one retry)", n, w.mutations[:min(n, 5)])
+	}
+}

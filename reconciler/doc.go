@@ -1,10 +1,13 @@
 // Package reconciler is Drover's brain. A pass is level-based: it reads the desired fleet
 // (a commit from the git source), the managed VMs (from a hypervisor driver) and their
-// Consul instances, diffs them per service, and executes the service's update strategy,
-// gated on Consul health. It acts on the state it reads, never on remembered events, so a
-// pass after a restart simply continues from whatever exists.
+// Consul instances, diffs them per service, and starts the service's update strategy,
+// gated on Consul health, in the background: one service's long drain or health gate
+// never holds back the next commit's changes to the others. It acts on the state it
+// reads, never on remembered events, so a pass after a restart simply continues from
+// whatever exists. A commit that would need more of the host than its Budget is refused
+// before anything changes, and only a leader acts (Fence).
 //
-// The package owns the small interfaces it needs from the others (Hypervisor, Registry,
-// Images, Source) and translates between their types: sources, hypervisor and discovery
-// never import each other.
+// The package owns the small interfaces it needs from the others (Hypervisor, Registrar,
+// Health, FailureStore, Images, Source) and translates between their types: sources,
+// hypervisor and discovery never import each other.
 package reconciler

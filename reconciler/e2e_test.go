@@ -603,7 +603,8 @@ func TestE2EResumedBootThatNeverPasses(t *testing.T) {
 }
 
 // TestE2ETwoFleetsOneHost: two Drovers tracking different fleets share a libvirt host
-// and a Consul agent, each with a service of the same name. Each manages only its own
+// and a Consul agent, each with a service of the same name. The second is refused until
+// its fleet file opts in to sharing the Consul service; then each manages only its own
 // fleet's VMs and registrations: a pass of one never retires, prunes or deregisters
 // what the other made.
 func TestE2ETwoFleetsOneHost(t *testing.T) {
@@ -618,8 +619,16 @@ func TestE2ETwoFleetsOneHost(t *testing.T) {
 	if err := a.converge(srcA); err != nil {
 		t.Fatalf("deploy fleet-a: %v", err)
 	}
+	var foreign *reconciler.ForeignServiceError
+	if err := b.converge(srcB); !errors.As(err, &foreign) {
+		t.Fatalf("deploy fleet-b into fleet-a's consul service: %v, want a ForeignServiceError", err)
+	}
+	if vms := b.vms(svc.Name); len(vms) != 1 || vms[0].Meta.Fleet != "fleet-a" {
+		t.Fatalf("after fleet-b was refused: VMs %v, want only fleet-a's", vms)
+	}
+	b.commit(strings.Replace(b.images.FleetYAML(svc), "    replicas: 1\n", "    replicas: 1\n    share_consul_service: true\n", 1))
 	if err := b.converge(srcB); err != nil {
-		t.Fatalf("deploy fleet-b: %v", err)
+		t.Fatalf("deploy fleet-b sharing the consul service: %v", err)
 	}
 	byFleet := func() map[string][]string {
 		out := map[string][]string{}

@@ -127,6 +127,9 @@ func TestBudgetRefusesBeforeAnythingChanges(t *testing.T) {
 	if !errors.As(err, &berr) || !strings.Contains(err.Error(), "12 VMs, more than --max-vms 10") {
 		t.Fatalf("over-budget pass: %v, want a BudgetError naming 12 VMs and --max-vms 10", err)
 	}
+	if _, err := r.Plan(t.Context(), rev("c2", big)); !errors.As(err, &berr) {
+		t.Errorf("drover plan of the over-budget commit: %v, want the BudgetError", err)
+	}
 	huge := svc("a", "2", 2, 0)
 	huge.MemoryMiB = 1 << 30
 	if err := r.Admit(rev("c3", huge)); err == nil || !strings.Contains(err.Error(), "more than --max-memory 4096 MiB") {

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor"
 	"github.com/drover-dev/drover/sources"
 )
@@ -187,70 +184,11 @@ type Result struct {
 	Err error
 }
 
-// observe reads the actual state. It fails, changing nothing, when either provider is
-// unreachable: acting on a partial view could destroy what is serving.
-func (r *Reconciler) observe(ctx context.Context) (Observed, error) {
-	if err := r.cfg.Health.Ping(ctx); err != nil {
-		return Observed{}, fmt.Errorf("observe: consul: %w", err)
-	}
-	removed, err := r.cfg.Hypervisor.Sweep(ctx)
-	if err != nil {
-		r.log.Warn("sweeping leftovers of gone VMs", "err", err)
-	}
-	for _, path := range removed {
-		r.log.Info("removed leftover of a VM that no longer exists", "path", path, "event", "repair")
-	}
-	all, err := r.cfg.Hypervisor.List(ctx)
-	if err != nil {
-		return Observed{}, fmt.Errorf("observe: list vms: %w", err)
-	}
-	allInstances, err := r.cfg.Health.Instances(ctx, Tag)
-	if err != nil {
-		return Observed{}, fmt.Errorf("observe: consul instances: %w", err)
-	}
-	var obs Observed
-	others := map[string]int{} // VMs of other fleets, by fleet
-	for _, vm := range all {
-		if vm.Meta.Fleet != r.cfg.Fleet {
-			others[vm.Meta.Fleet]++
-			continue
-		}
-		obs.VMs = append(obs.VMs, vm)
-	}
-	for _, in := range allInstances {
-		if in.Meta[MetaFleet] == r.cfg.Fleet {
-			obs.Instances = append(obs.Instances, in)
-		}
-	}
-	r.noteOtherFleets(others)
-	r.cfg.Hook(PointObserved)
-	return obs, nil
-}
-
-// noteOtherFleets logs the VMs of other fleets this Drover leaves alone whenever they
-// change: expected when several fleets share a host, a sign of a changed --fleet (or
-// repository) when they are the VMs this fleet used to run.
-func (r *Reconciler) noteOtherFleets(others map[string]int) {
-	parts := make([]string, 0, len(others))
-	for _, f := range slices.Sorted(maps.Keys(others)) {
-		name := f
-		if name == "" {
-			name = "(none)"
-		}
-		parts = append(parts, fmt.Sprintf("%s=%d", name, others[f]))
-	}
-	summary := strings.Join(parts, " ")
-	r.mu.Lock()
-	changed := summary != r.otherFleets
-	r.otherFleets = summary
-	r.mu.Unlock()
-	if changed && summary != "" {
-		r.log.Info("leaving alone the VMs of other fleets on this host", "fleet", r.cfg.Fleet, "vms_by_fleet", summary)
-	}
-}
-
 // Plan computes what a pass over rev would do, changing nothing.
 func (r *Reconciler) Plan(ctx context.Context, rev sources.Revision) (Plan, error) {
+	if err := r.Admit(rev); err != nil {
+		return Plan{}, err
+	}
 	p, _, err := r.plan(ctx, rev)
 	if err != nil {
 		return Plan{}, err
@@ -319,145 +257,4 @@ func (r *Reconciler) rollbackTargets(ctx context.Context, rev sources.Revision, 
 			shortRev(rev.Commit), f.Reason, prev.Version, shortRev(newest.Meta.Revision))
 	}
 	return out, restoring
-}
-
-// Pass reads the world, diffs it against rev and acts, and waits for what it started:
-// `drover plan`-like callers and tests get the whole outcome. The Runner uses Start.
-func (r *Reconciler) Pass(ctx context.Context, rev sources.Revision) (Result, error) {
-	if err := r.Admit(rev); err != nil {
-		return Result{}, err
-	}
-	res, err := r.Start(ctx, rev)
-	if err != nil {
-		return res, err
-	}
-	r.Wait()
-	res.InProgress = nil
-	res.Err = errors.Join(res.Err, r.work.takeOutcomes())
-	return res, nil
-}
-
-// Start reads the world, diffs it against rev and acts without waiting: the rollout of
-// each service that needs one runs in the background, so a long drain or health gate of
-// one service does not hold back a newer commit's changes to the others. A service whose
-// rollout is still running is left alone (reported in progress) and planned again by the
-// next pass from whatever then exists. Start reports the errors of background rollouts
-// that ended since the previous call.
-func (r *Reconciler) Start(ctx context.Context, rev sources.Revision) (Result, error) {
-	// Taken before observing: a service busy at any instant of the observation may have
-	// VMs or registrations the snapshot caught half-made.
-	busy := r.work.busy()
-	p, obs, err := r.plan(ctx, rev)
-	if err != nil {
-		return Result{}, err
-	}
-	p.inProgress(busy)
-	res := Result{Plan: p}
-	log := r.log.With("revision", shortRev(rev.Commit))
-	errs := []error{r.work.takeOutcomes()}
-
-	for _, sp := range p.Services {
-		for _, vm := range sp.IOError {
-			log.Warn("vm paused by an I/O error (disk full?): kept for inspection, not serving, not replaced in a loop; destroy it by hand",
-				"service", sp.Service, "vm", vm.Name, "event", "ioerror")
-		}
-		switch {
-		case sp.InProgress:
-			continue
-		case sp.Noop():
-			if sp.Held != "" {
-				errs = append(errs, &HeldError{Service: sp.Service, Reason: sp.Held})
-			}
-			continue
-		}
-		svc, _ := p.fleet.Service(sp.Service)
-		if sp.Create > 0 && !sp.Prune {
-			// Refused before anything of this service changes, every pass, until the
-			// foreign instances are gone or the fleet file opts in.
-			if err := r.checkServiceOwner(ctx, svc); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-		}
-		slog := log.With("service", sp.Service)
-		if r.work.start(sp.Service, func() error { return r.execute(ctx, slog, rev.Commit, svc, sp) }) {
-			res.Changed = true
-		}
-	}
-	if r.cfg.Chaos {
-		if r.chaos(ctx, log, p) {
-			res.Changed = true
-		}
-	}
-	instService := map[string]string{}
-	for _, in := range obs.Instances {
-		instService[in.ID] = in.Service
-	}
-	for _, id := range p.Orphans {
-		if busy[instService[id]] {
-			// A rollout of that service may have registered it after the VM list was read.
-			continue
-		}
-		err := r.finish(ctx, func(ctx context.Context) error { return r.cfg.Registrar.Deregister(ctx, id) })
-		if err != nil {
-			errs = append(errs, fmt.Errorf("deregister orphan %s: %w", id, err))
-			continue
-		}
-		res.Changed = true
-		r.cfg.Hook(PointOrphanDeregistered)
-		log.Info("deregistered instance whose VM is gone", "vm", id)
-	}
-	res.InProgress = slices.Sorted(maps.Keys(r.work.busy()))
-	res.Err = errors.Join(errs...)
-	if !res.Changed && res.Err == nil && len(res.InProgress) == 0 && len(busy) == 0 {
-		r.collectImages(ctx, log, rev, obs)
-	}
-	return res, nil
-}
-
-// Wait blocks until every background rollout has ended. Cancelling the context given
-// to Start makes them end at their next step.
-func (r *Reconciler) Wait() { r.work.wait() }
-
-// Finished receives when a background rollout ends, so the runner passes again at once.
-func (r *Reconciler) Finished() <-chan struct{} { return r.work.finished }
-
-// trackHealth updates and returns since when each instance has been failing its check,
-// and which instances have passed at least once. Instances in maintenance are being
-// drained by Drover, not failing.
-func (r *Reconciler) trackHealth(instances []discovery.Instance, now time.Time) (map[string]time.Time, map[string]bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	seen := map[string]bool{}
-	for _, in := range instances {
-		seen[in.ID] = true
-		switch in.Status {
-		case discovery.StatusCritical, discovery.StatusWarning:
-			if _, ok := r.failingSince[in.ID]; !ok {
-				r.failingSince[in.ID] = now
-			}
-		case discovery.StatusPassing:
-			r.passed[in.ID] = true
-			delete(r.failingSince, in.ID)
-		default:
-			delete(r.failingSince, in.ID)
-		}
-	}
-	passed := make(map[string]bool, len(r.passed))
-	for id := range r.passed {
-		if !seen[id] {
-			delete(r.passed, id)
-			continue
-		}
-		passed[id] = true
-	}
-	out := make(map[string]time.Time, len(r.failingSince))
-	for id, since := range r.failingSince {
-		if !seen[id] {
-			delete(r.failingSince, id)
-			continue
-		}
-		out[id] = since
-	}
-	return out, passed
 }

@@ -40,6 +40,8 @@ type Status struct {
 	Converged bool      `json:"converged"`
 	Error     string    `json:"error,omitempty"`
 	Plan      string    `json:"plan,omitempty"`
+	// InProgress are the services whose rollout runs in the background.
+	InProgress []string `json:"in_progress,omitempty"`
 }
 
 // Status returns a copy of the latest status.
@@ -138,8 +140,12 @@ func (r *Runner) Run(ctx context.Context) error {
 				wait = r.Interval
 			}
 		}
+		finished := r.Reconciler.Finished()
 		if wait == 0 {
 			wait = bo.Next()
+			// Backing off: a rollout that fails at once (an image server down, say)
+			// must not wake the next attempt at once, in a loop.
+			finished = nil
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -149,7 +155,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-r.Wake:
 			t.Stop()
-		case <-r.Reconciler.Finished():
+		case <-finished:
 			t.Stop()
 		}
 	}
@@ -168,7 +174,7 @@ func (r *Runner) setError(commit string, err error) {
 func (r *Runner) record(commit string, res Result, perr error, converged bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.status = Status{Revision: commit, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String()}
+	r.status = Status{Revision: commit, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String(), InProgress: res.InProgress}
 	if err := errors.Join(perr, res.Err); err != nil {
 		r.status.Error = err.Error()
 	}

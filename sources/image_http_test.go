@@ -274,3 +274,14 @@ func TestImageHTTPCredentialsNeverShown(t *testing.T) {
 		}
 	}
 }
+
+func TestImageAllowHostsParsed(t *testing.T) {
+	for _, bad := range []string{"", "http://images.lan", "images.lan:80", "10.0.0.0/33"} {
+		if _, err := NewImageCache(ImageCacheConfig{Dir: t.TempDir(), AllowHosts: []string{bad}}, nil); err == nil {
+			t.Errorf("AllowHosts %q accepted, want an error", bad)
+		}
+	}
+	if _, err := NewImageCache(ImageCacheConfig{Dir: t.TempDir(), AllowHosts: []string{"images.lan", "Mirror.LAN.", "127.0.0.1", "::1", "10.1.0.0/16"}}, nil); err != nil {
+		t.Errorf("valid AllowHosts refused: %v", err)
+	}
+}

@@ -233,7 +233,13 @@ func (c *ImageCache) Get(ctx context.Context, a Artifact) (string, error) {
 		// and Collect removes under it.
 		if cached(final) {
 			if err := c.perm.touch(final, c.now()); err != nil {
-				c.log.Warn("cannot record use of cached image", "sha256", digest, "err", err)
+				// EPERM: a Drover that is not root, on a file libvirt handed to QEMU for
+				// a running VM, which is in use anyway.
+				level := slog.LevelWarn
+				if errors.Is(err, fs.ErrPermission) {
+					level = slog.LevelDebug
+				}
+				c.log.Log(ctx, level, "cannot record use of cached image", "sha256", digest, "err", err)
 			}
 			c.mu.Unlock()
 			return final, nil

@@ -38,7 +38,7 @@ func (b *fleetBudget) add(name string, size int64) *Error {
 	case b.files > MaxFleetFiles:
 		return &Error{Pos: at, Msg: fmt.Sprintf("one fleet file too many: a fleet has at most %d files", MaxFleetFiles), Err: ErrFleetTooLarge}
 	case size > MaxFleetFileBytes:
-		return tooLarge(name, int(min(size, 1<<40)))
+		return tooLarge(name, size)
 	case b.total > MaxFleetTotalBytes:
 		return &Error{Pos: at, Msg: fmt.Sprintf("with this file the fleet's files hold %d bytes, more than the %s they may hold together", b.total, fmtBytes(MaxFleetTotalBytes)), Err: ErrFleetTooLarge}
 	}
@@ -53,7 +53,7 @@ func readFleetFile(r io.Reader, name string) ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > MaxFleetFileBytes {
-		return nil, Errors{tooLarge(name, len(data))}
+		return nil, Errors{tooLarge(name, int64(len(data)))}
 	}
 	return data, nil
 }

@@ -52,7 +52,7 @@ func Parse(file string, data []byte) (*Fleet, error) {
 func parseFile(file string, data []byte, room int) (*Fleet, errorSet) {
 	p := &parser{file: file, room: room}
 	if len(data) > MaxFleetFileBytes {
-		p.errs.add(tooLarge(file, len(data)))
+		p.errs.add(tooLarge(file, int64(len(data))))
 		return &Fleet{}, p.errs
 	}
 	root, err := decodeYAML(data)
@@ -68,7 +68,7 @@ func parseFile(file string, data []byte, room int) (*Fleet, errorSet) {
 }
 
 // tooLarge is the problem of a fleet file over MaxFleetFileBytes.
-func tooLarge(file string, size int) *Error {
+func tooLarge(file string, size int64) *Error {
 	return &Error{
 		Pos: Pos{File: file, Line: 1, Col: 1},
 		Msg: fmt.Sprintf("file is %d bytes, more than the %s a fleet file may have", size, fmtBytes(MaxFleetFileBytes)),

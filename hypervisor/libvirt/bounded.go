@@ -17,11 +17,14 @@ import (
 //   - Every exported Driver method returns when its ctx ends; the libvirt call it was in
 //     finishes in the background (see bounded).
 //   - Each connection sends keepalive pings: when libvirtd stops answering them, libvirt
-//     closes the connection and every call on it fails, so background calls end too
-//     and the next call reconnects.
+//     closes the connection, the call in it fails (libvirt 9.0 may leave a second call
+//     queued behind it waiting: only its ctx ends that one), and the next call
+//     reconnects.
 const (
 	keepAliveInterval = 5 // seconds of silence before a ping
 	keepAliveCount    = 3 // unanswered pings before the connection is closed
+	// closeWait is how long Close waits for calls still in libvirt.
+	closeWait = 5 * time.Second
 	// connectTimeout bounds opening a connection when the caller's ctx has no
 	// deadline of its own (start-up): keepalive is not active yet while it opens.
 	connectTimeout = 30 * time.Second
@@ -29,11 +32,20 @@ const (
 
 // bounded runs f and returns its result, or ctx's error as soon as ctx ends. A libvirt
 // call cannot be interrupted, so f then runs on in the background; abandon, if given,
-// receives what f returns after nobody waits for it (a connection to close).
-func bounded[T any](ctx context.Context, f func() (T, error), abandon func(T)) (T, error) {
+// receives what f returns after nobody waits for it (a connection to close). inflight,
+// if given, counts f while it runs: a connection must not be closed under a call.
+func bounded[T any](ctx context.Context, inflight *sync.WaitGroup, f func() (T, error), abandon func(T)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
+	}
+	if inflight != nil {
+		inflight.Add(1)
+		f0 := f
+		f = func() (T, error) {
+			defer inflight.Done()
+			return f0()
+		}
 	}
 	type result struct {
 		v   T
@@ -73,8 +85,8 @@ func bounded[T any](ctx context.Context, f func() (T, error), abandon func(T)) (
 }
 
 // bounded0 is bounded for calls that return only an error.
-func bounded0(ctx context.Context, f func() error) error {
-	_, err := bounded(ctx, func() (struct{}, error) { return struct{}{}, f() }, nil)
+func bounded0(ctx context.Context, inflight *sync.WaitGroup, f func() error) error {
+	_, err := bounded(ctx, inflight, func() (struct{}, error) { return struct{}{}, f() }, nil)
 	return err
 }
 
@@ -107,7 +119,7 @@ func startEventLoop(log *slog.Logger) error {
 func connect(ctx context.Context, uri string, log *slog.Logger) (*libvirt.Connect, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	conn, err := bounded(ctx, func() (*libvirt.Connect, error) { return libvirt.NewConnect(uri) },
+	conn, err := bounded(ctx, nil, func() (*libvirt.Connect, error) { return libvirt.NewConnect(uri) },
 		func(c *libvirt.Connect) { c.Close() })
 	if err != nil {
 		return nil, fmt.Errorf("connect to libvirt at %s (is libvirtd running?): %w", uri, err)

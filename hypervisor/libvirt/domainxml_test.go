@@ -246,7 +246,7 @@ func TestIsQEMUURI(t *testing.T) {
 func TestInvalidSpecIsErrInvalidSpec(t *testing.T) {
 	d := &Driver{}
 	_, err := d.Create(t.Context(), hypervisor.Spec{Name: "web-1"})
-	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), `create vm "web-1"`) {
-		t.Fatalf("Create(invalid): want ErrInvalidSpec naming the vm, got %v", err)
+	if !errors.Is(err, errInvalidSpec) || !strings.Contains(err.Error(), `create vm "web-1"`) {
+		t.Fatalf("Create(invalid): want errInvalidSpec naming the vm, got %v", err)
 	}
 }

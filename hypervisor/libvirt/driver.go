@@ -20,18 +20,18 @@ import (
 	"github.com/drover-dev/drover/hypervisor"
 )
 
-// DefaultURI is the libvirt connection used when Config.URI is empty.
-const DefaultURI = "qemu:///system"
+// defaultURI is the libvirt connection used when Config.URI is empty.
+const defaultURI = "qemu:///system"
 
-// ErrInvalidSpec is returned by Create for a spec that cannot be created; nothing was made.
-var ErrInvalidSpec = errors.New("invalid vm spec")
+// errInvalidSpec is returned by Create for a spec that cannot be created; nothing was made.
+var errInvalidSpec = errors.New("invalid vm spec")
 
-// ErrExists is returned by Create when a domain of that name is already defined.
-var ErrExists = errors.New("vm already exists")
+// errExists is returned by Create when a domain of that name is already defined.
+var errExists = errors.New("vm already exists")
 
 // Config says where the driver works.
 type Config struct {
-	URI      string // libvirt connection URI; DefaultURI if empty
+	URI      string // libvirt connection URI; defaultURI if empty
 	StateDir string // overlays and console logs go under StateDir/libvirt
 }
 
@@ -51,7 +51,8 @@ type Driver struct {
 	conn   *libvirt.Connect
 	dead   []*libvirt.Connect // replaced connections, closed by Close
 
-	defineMu sync.Mutex // validated defines take turns: see define
+	defineMu sync.Mutex     // validated defines take turns: see define
+	inflight sync.WaitGroup // calls running in libvirt, perhaps abandoned by their caller
 
 	locks  hypervisor.NameLocks
 	drifts driftCache
@@ -61,7 +62,7 @@ type Driver struct {
 // New connects to libvirt at cfg.URI and decides between KVM and TCG once.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if cfg.URI == "" {
-		cfg.URI = DefaultURI
+		cfg.URI = defaultURI
 	}
 	if cfg.StateDir == "" {
 		return nil, fmt.Errorf("libvirt driver: no state directory")
@@ -108,8 +109,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	return d, nil
 }
 
-// Close releases the libvirt connection. VMs keep running.
+// Close releases the libvirt connection. VMs keep running. A connection is never
+// closed under a call still in libvirt (libvirt would crash): if one is still blocked
+// after a few seconds, Close leaves the connection to the process's exit.
 func (d *Driver) Close() error {
+	idle := make(chan struct{})
+	go func() {
+		d.inflight.Wait()
+		close(idle)
+	}()
+	select {
+	case <-idle:
+	case <-time.After(closeWait):
+		return fmt.Errorf("close libvirt connection %s: calls still blocked in libvirt after %v; connection left open", d.uri, closeWait)
+	}
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
 	var errs []error
@@ -156,9 +169,9 @@ func (d *Driver) connection(ctx context.Context) (*libvirt.Connect, error) {
 // background, and List shows the outcome.
 func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (hypervisor.VM, error) {
 	if verr := spec.Validate(hypervisor.NetworkUser, hypervisor.NetworkBridge, hypervisor.NetworkLibvirt); verr != nil {
-		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
+		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, errInvalidSpec, verr)
 	}
-	vm, err := bounded(ctx, func() (hypervisor.VM, error) { return d.create(ctx, spec) }, nil)
+	vm, err := bounded(ctx, &d.inflight, func() (hypervisor.VM, error) { return d.create(ctx, spec) }, nil)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("create vm %s: %w", spec.Name, err)
 	}
@@ -176,7 +189,7 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}
 	if dom, lerr := conn.LookupDomainByName(spec.Name); lerr == nil {
 		dom.Free()
-		return hypervisor.VM{}, ErrExists
+		return hypervisor.VM{}, errExists
 	} else if !isVirErr(lerr, libvirt.ERR_NO_DOMAIN) {
 		return hypervisor.VM{}, fmt.Errorf("look up domain: %w", lerr)
 	}
@@ -359,7 +372,7 @@ func removeFileAndRotations(path string) error {
 
 // List returns every domain carrying Drover's metadata, running or not, sorted by name.
 func (d *Driver) List(ctx context.Context) ([]hypervisor.VM, error) {
-	return bounded(ctx, func() ([]hypervisor.VM, error) { return d.list(ctx) }, nil)
+	return bounded(ctx, &d.inflight, func() ([]hypervisor.VM, error) { return d.list(ctx) }, nil)
 }
 
 func (d *Driver) list(ctx context.Context) ([]hypervisor.VM, error) {
@@ -403,7 +416,7 @@ func (d *Driver) list(ctx context.Context) ([]hypervisor.VM, error) {
 // Get returns one managed VM: hypervisor.ErrNotFound if no domain has that name,
 // hypervisor.ErrNotManaged if it is not Drover's.
 func (d *Driver) Get(ctx context.Context, name string) (hypervisor.VM, error) {
-	vm, err := bounded(ctx, func() (hypervisor.VM, error) { return d.get(ctx, name) }, nil)
+	vm, err := bounded(ctx, &d.inflight, func() (hypervisor.VM, error) { return d.get(ctx, name) }, nil)
 	if err != nil {
 		return hypervisor.VM{}, fmt.Errorf("get vm %s: %w", name, err)
 	}
@@ -423,7 +436,7 @@ func (d *Driver) get(ctx context.Context, name string) (hypervisor.VM, error) {
 // Shutdown presses the VM's ACPI power button and waits up to timeout for it to
 // power off, then pulls the plug. The domain stays defined.
 func (d *Driver) Shutdown(ctx context.Context, name string, timeout time.Duration) error {
-	if err := bounded0(ctx, func() error { return d.shutdown(ctx, name, timeout) }); err != nil {
+	if err := bounded0(ctx, &d.inflight, func() error { return d.shutdown(ctx, name, timeout) }); err != nil {
 		return fmt.Errorf("shut down vm %s: %w", name, err)
 	}
 	return nil
@@ -477,7 +490,7 @@ func (d *Driver) shutdown(ctx context.Context, name string, timeout time.Duratio
 // Destroy stops a managed VM if it runs, removes its overlay and console log, and
 // undefines it. A domain that is not Drover's is refused with hypervisor.ErrNotManaged.
 func (d *Driver) Destroy(ctx context.Context, name string) error {
-	if err := bounded0(ctx, func() error { return d.destroy(ctx, name) }); err != nil {
+	if err := bounded0(ctx, &d.inflight, func() error { return d.destroy(ctx, name) }); err != nil {
 		return fmt.Errorf("destroy vm %s: %w", name, err)
 	}
 	return nil

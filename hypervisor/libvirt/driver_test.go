@@ -120,8 +120,8 @@ func TestCreateSameNameTwice(t *testing.T) {
 		t.Fatalf("Create: %v", err)
 	}
 	_, err := d.Create(ctx, spec)
-	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), spec.Name) {
-		t.Fatalf("second Create: want ErrExists naming the vm, got %v", err)
+	if !errors.Is(err, errExists) || !strings.Contains(err.Error(), spec.Name) {
+		t.Fatalf("second Create: want errExists naming the vm, got %v", err)
 	}
 	// The failed Create must not have cleaned up the first one's files.
 	if _, err := os.Stat(filepath.Join(d.dir, overlayName(spec.Name))); err != nil {

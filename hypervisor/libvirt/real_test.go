@@ -304,3 +304,67 @@ func TestRealStartFailureCleansUp(t *testing.T) {
 	}
 	assertNothingLeft(t, d, spec.Name)
 }
+
+// A state directory libvirt's QEMU cannot traverse is refused at start, naming the
+// directory and the fix, before any image is fetched or VM made.
+func TestRealStateDirNotTraversable(t *testing.T) {
+	uri := testenv.Libvirt(t)
+	parent := t.TempDir() // 0700, as mktemp -d makes it
+	if err := os.Chmod(filepath.Dir(parent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := filepath.Join(parent, "state")
+	_, err := New(t.Context(), Config{URI: uri, StateDir: stateDir}, hypervisortest.Logger(t))
+	if !errors.Is(err, hypervisor.ErrNotTraversable) {
+		t.Fatalf("New with state dir under a 0700 directory: want ErrNotTraversable, got %v", err)
+	}
+	for _, want := range []string{"cannot traverse " + parent + ",", "chmod o+x " + parent} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("New: want the error to contain %q, got %v", want, err)
+		}
+	}
+}
+
+// Validated defines in parallel all succeed (libvirt 9.0 can fail concurrent ones
+// while loading its schema).
+func TestRealParallelDefines(t *testing.T) {
+	d := realDriver(t)
+	ctx := t.Context()
+	conn, err := d.connection(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		spec := hypervisortest.ValidSpec(t, fmt.Sprintf("real-def-%d", i))
+		p := driftParams(spec)
+		x, err := domainXML(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if dom, err := conn.LookupDomainByName(spec.Name); err == nil {
+				undefine(dom)
+				dom.Free()
+			}
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dom, err := d.define(ctx, conn, x)
+			if err == nil {
+				dom.Free()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("parallel defines: %v", err)
+	}
+}

@@ -27,7 +27,7 @@ const sweepMinAge = time.Minute
 // other files, and files of any existing domain, Drover's or not, stay. It returns
 // the paths it removed.
 func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
-	return bounded(ctx, func() ([]string, error) { return d.sweep(ctx) }, nil)
+	return bounded(ctx, &d.inflight, func() ([]string, error) { return d.sweep(ctx) }, nil)
 }
 
 func (d *Driver) sweep(ctx context.Context) ([]string, error) {

@@ -29,15 +29,20 @@ func TestPausedByFullDisk(t *testing.T) {
 			testenv.Unavailable(t, "unshare not installed (util-linux): %v", err)
 		}
 		guestImages(t) // built out here, where the image cache is writable for sure
-		cmd := exec.CommandContext(t.Context(), unshare, "--mount", "--propagation", "private",
-			os.Args[0], "-test.run", "^TestPausedByFullDisk$", "-test.v", "-test.count", "1")
+		ns := []string{"--mount", "--propagation", "private"}
+		if os.Geteuid() != 0 {
+			// A user namespace lets an unprivileged test mount its tmpfs.
+			ns = append([]string{"--map-root-user"}, ns...)
+		}
+		if out, err := exec.Command(unshare, append(ns, "true")...).CombinedOutput(); err != nil {
+			testenv.Unavailable(t, "cannot make a mount namespace here: %v: %s", err, out)
+		}
+		cmd := exec.CommandContext(t.Context(), unshare, append(ns,
+			os.Args[0], "-test.run", "^TestPausedByFullDisk$", "-test.v", "-test.count", "1")...)
 		cmd.Env = append(os.Environ(), fullDiskEnv+"=1")
 		out, err := cmd.CombinedOutput()
 		t.Logf("in its own mount namespace:\n%s", out)
 		if err != nil {
-			if os.Geteuid() != 0 {
-				testenv.Unavailable(t, "a mount namespace needs root: %v", err)
-			}
 			t.Fatalf("test in its own mount namespace: %v", err)
 		}
 		return

@@ -59,10 +59,11 @@ func killProcess(ctx context.Context, p vmPaths) error {
 	if pid == 0 {
 		return nil
 	}
+	start := procStart(pid)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill qemu pid %d: %w", pid, err)
 	}
-	return waitGone(ctx, p, killWait)
+	return waitGone(ctx, p, pid, start, killWait)
 }
 
 // killWait bounds the wait for a killed QEMU to vanish: the kernel frees its memory
@@ -72,12 +73,14 @@ const killWait = 30 * time.Second
 // stopProcess asks QEMU to quit, which it does at once whatever the guest is doing,
 // and kills it if it does not.
 func (d *Driver) stopProcess(ctx context.Context, p vmPaths, log *slog.Logger) error {
-	if processAlive(p) == 0 {
+	pid := processAlive(p)
+	if pid == 0 {
 		return nil
 	}
+	start := procStart(pid)
 	if _, err := qmpRun(ctx, p.qmp, qmpTimeout, "quit"); err != nil {
 		log.Debug("qmp quit failed; killing qemu", "err", err)
-	} else if err := waitGone(ctx, p, quitWait); err == nil {
+	} else if err := waitGone(ctx, p, pid, start, quitWait); err == nil {
 		return nil
 	}
 	return killProcess(ctx, p)
@@ -86,15 +89,15 @@ func (d *Driver) stopProcess(ctx context.Context, p vmPaths, log *slog.Logger) e
 // quitWait is how long QEMU gets to exit after acknowledging quit.
 const quitWait = 5 * time.Second
 
-// waitGone polls until the VM's QEMU is gone, ctx ends or limit passes.
-func waitGone(ctx context.Context, p vmPaths, limit time.Duration) error {
+// waitGone polls until the VM's QEMU, process pid started at start, is gone with all
+// its threads, ctx ends or limit passes.
+func waitGone(ctx context.Context, p vmPaths, pid int, start string, limit time.Duration) error {
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		pid := processAlive(p)
-		if pid == 0 {
+		if processAlive(p) == 0 && !lingering(pid, start) {
 			return nil
 		}
 		select {
@@ -105,4 +108,52 @@ func waitGone(ctx context.Context, p vmPaths, limit time.Duration) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// procStart is the start time of process pid (field 22 of its stat, in clock ticks since
+// boot), which tells it from a later process given the same pid; "" if it is gone.
+func procStart(pid int) string {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return ""
+	}
+	// After the command: state is field 3, start time field 22.
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+// lingering reports whether a thread of process pid, started at start, still runs. A
+// killed QEMU's main thread turns zombie before its other threads have exited, and
+// until the last of them has, its files stay open: removing its overlay would not yet
+// give back the space it fills.
+func lingering(pid int, start string) bool {
+	if pid == 0 || start == "" || procStart(pid) != start {
+		return false
+	}
+	task := "/proc/" + strconv.Itoa(pid) + "/task"
+	tids, err := os.ReadDir(task)
+	if err != nil {
+		return false
+	}
+	for _, tid := range tids {
+		stat, err := os.ReadFile(task + "/" + tid.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			continue
+		}
+		if st := stat[i+2]; st != 'Z' && st != 'X' {
+			return true
+		}
+	}
+	return false
 }
