@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// failures are the failed rollouts by service: with a Memory, those any Drover of the
+// failures are the failed rollouts by service: with a FailureStore, those any Drover of the
 // fleet recorded there, plus any this one could not record; without, those it saw.
 func (r *Reconciler) failures(ctx context.Context) (map[string]failure, error) {
 	r.mu.Lock()
@@ -47,7 +47,7 @@ func (r *Reconciler) failuresPrefix() string {
 	return "drover/fleets/" + fleet + "/failed/"
 }
 
-// recordFailure remembers that service's rollout failed, in memory and in the Memory.
+// recordFailure remembers that service's rollout failed, in memory and in the FailureStore.
 // A record that cannot be written is logged: this Drover still holds the revision,
 // but a restarted one would try it once more.
 func (r *Reconciler) recordFailure(ctx context.Context, service string, f failure) {

@@ -65,7 +65,7 @@ func (f *fakeFence) isLapsed() bool {
 func TestFenceCutsStepsInFlightAndStopsNewOnes(t *testing.T) {
 	w := newFakeWorld()
 	w.createGate = make(chan struct{}) // never opened: creates end only when cut
-	mem := &mapMemory{kv: map[string][]byte{}}
+	mem := &mapStore{kv: map[string][]byte{}}
 	r := fakeReconciler(t, w, func(c *Config) { c.Failures = mem })
 	fence := newFakeFence()
 	w.frozen = fence.isLapsed
@@ -77,6 +77,8 @@ func TestFenceCutsStepsInFlightAndStopsNewOnes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- (&Runner{Source: src, Reconciler: r, Interval: 5 * time.Millisecond}).Run(ctx) }()
 	eventually(t, "two creates in flight", func() bool { return w.mutationCount() == 2 })
+	w.createGate <- struct{}{} // one VM gets made
+	eventually(t, "one VM made", func() bool { return w.count("a", "1") == 1 })
 
 	fence.lapse()
 	eventually(t, "the rollout cut by the fence", func() bool { return len(r.work.busy()) == 0 })
@@ -89,6 +91,10 @@ func TestFenceCutsStepsInFlightAndStopsNewOnes(t *testing.T) {
 	}
 	if len(mem.kv) != 0 {
 		t.Errorf("KV puts after the leadership lapsed: %v", mem.kv)
+	}
+	// A create cut by the fence is no verdict: the revision is not held here either.
+	if len(r.failed) != 0 {
+		t.Errorf("failed revisions recorded for a rollout cut by the fence: %+v", r.failed)
 	}
 }
 

@@ -86,11 +86,13 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 			return rerr
 		}
 	}
+	started := time.Now()
+	created, err := r.createAll(ctx, log, spec, svc, sp)
+	// healthy_deadline counts from the VMs' existence: neither a wait for a create slot
+	// (MaxParallelCreates across the fleet) nor the creates themselves, each bounded by
+	// OpTimeout, are the revision's health.
 	gateCtx, cancel := context.WithTimeout(ctx, svc.Update.HealthyDeadline)
 	defer cancel()
-	started := time.Now()
-
-	created, err := r.createAll(gateCtx, log, spec, svc, sp)
 	// registered holds the created VMs that answered their check and were registered.
 	// The others stay unregistered while the rollout may still destroy them; the
 	// rollout registers them (critical) before it returns leaving them in place.
@@ -139,7 +141,8 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		return r.removeNeverPassed(ctx, log, svc, sp.Pending)
 	}
 	var boot *createError
-	verdict := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &boot) && len(created) > 0)
+	// A create cut by a lapsed leadership (or a signal) is no verdict on the revision.
+	verdict := (errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &boot) && len(created) > 0)) && !errors.Is(err, context.Canceled)
 	if !verdict {
 		// Not the revision's fault (say, libvirtd or Consul is down, or failed mid-way):
 		// an operational error. What was created stays, carrying its metadata, and the

@@ -51,6 +51,7 @@ type Driver struct {
 	conn   *libvirt.Connect
 	dead   []*libvirt.Connect // replaced connections, closed by Close
 
+	qemuGID  int            // QEMU's group from libvirt's DAC label; -1 if none
 	defineMu sync.Mutex     // validated defines take turns: see define
 	inflight sync.WaitGroup // calls running in libvirt, perhaps abandoned by their caller
 
@@ -59,7 +60,10 @@ type Driver struct {
 	ports  hypervisor.HostPorts // host ports handed to Creates still in flight
 }
 
-// New connects to libvirt at cfg.URI and decides between KVM and TCG once.
+// New connects to libvirt at cfg.URI (bounded by ctx and connectTimeout), decides
+// between KVM and TCG once, and, for the local system daemon, fails unless libvirt's
+// QEMU user can traverse down to the state directory: better now than at every VM's
+// start, after its images were fetched.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if cfg.URI == "" {
 		cfg.URI = defaultURI
@@ -83,6 +87,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("libvirt driver: create state directory: %w", err)
 	}
+	// Past a restrictive umask: this directory is Drover's own.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("libvirt driver: state directory: %w", err)
+	}
 	log = log.With("driver", "libvirt", "uri", cfg.URI)
 	// Before any connection: keepalive needs the event loop.
 	if err := startEventLoop(log); err != nil {
@@ -99,6 +107,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Driver, error) {
 		pickPort: hypervisor.FreeLocalPort,
 		now:      time.Now,
 		conn:     conn,
+		qemuGID:  -1,
 	}
 	d.virtType = chooseVirtType(conn, cfg.URI, d.log)
 	if err := d.checkStateDir(conn); err != nil {
@@ -244,6 +253,9 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		if err := hypervisor.CreateOverlay(ctx, qemuImg, p.overlay, spec.Disk, p.backingFmt); err != nil {
 			return hypervisor.VM{}, err
 		}
+		if err := d.protectOverlay(p.overlay); err != nil {
+			return hypervisor.VM{}, err
+		}
 	}
 
 	user := spec.Network.Mode == hypervisor.NetworkUser
@@ -293,6 +305,24 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	made.dom = nil
 	log.Info("vm created", "virt_type", d.virtType, "host_port", p.hostPort)
 	return vm, nil
+}
+
+// protectOverlay makes an overlay, which holds what the guest wrote, readable by
+// QEMU only: root and QEMU's group, not every local user as the umask would. libvirt
+// chowns it to QEMU's user at start anyway (dynamic_ownership); the group keeps it
+// usable where that is off.
+func (d *Driver) protectOverlay(path string) error {
+	mode := os.FileMode(0o600)
+	if d.qemuGID >= 0 {
+		if err := os.Chown(path, -1, d.qemuGID); err != nil {
+			return fmt.Errorf("overlay %s: %w", path, err)
+		}
+		mode = 0o660
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("overlay %s: %w", path, err)
+	}
+	return nil
 }
 
 // qemuImg is the qemu-img Drover runs for overlays, from PATH: libvirt runs QEMU

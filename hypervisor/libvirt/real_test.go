@@ -231,6 +231,10 @@ func TestRealKernelAndDisk(t *testing.T) {
 	waitHealthy(t, d, vm, "3.0.0")
 
 	overlay := filepath.Join(d.dir, overlayName(spec.Name))
+	// What the guest wrote is not for every local user to read.
+	if fi, err := os.Stat(overlay); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Errorf("overlay: want no access for others, got %v, %v", fi.Mode(), err)
+	}
 	format, backing, backingFmt := imageInfoOf(t, overlay)
 	if format != "qcow2" || backing != golden || backingFmt != "qcow2" {
 		t.Errorf("overlay: want qcow2 backed by %s (qcow2), got %s backed by %q (%q)", golden, format, backing, backingFmt)

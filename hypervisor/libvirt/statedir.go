@@ -35,6 +35,9 @@ func (d *Driver) checkStateDir(conn *libvirt.Connect) error {
 	if user == "" {
 		return nil // no DAC driver: QEMU runs as root
 	}
+	if _, gid, err := parseDACLabel(user); err == nil {
+		d.qemuGID = gid
+	}
 	if err := hypervisor.CheckTraversable(d.dir, user); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}

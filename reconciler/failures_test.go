@@ -11,25 +11,25 @@ import (
 	"time"
 )
 
-// mapMemory is a Memory over a map; failing makes every call fail like Consul down.
-type mapMemory struct {
+// mapStore is a FailureStore over a map; failing makes every call fail like Consul down.
+type mapStore struct {
 	kv      map[string][]byte
 	failing bool
 }
 
-var errMemoryDown = errors.New("consul down")
+var errStoreDown = errors.New("consul down")
 
-func (m *mapMemory) KVPut(_ context.Context, key string, value []byte) error {
+func (m *mapStore) KVPut(_ context.Context, key string, value []byte) error {
 	if m.failing {
-		return errMemoryDown
+		return errStoreDown
 	}
 	m.kv[key] = value
 	return nil
 }
 
-func (m *mapMemory) KVList(_ context.Context, prefix string) (map[string][]byte, error) {
+func (m *mapStore) KVList(_ context.Context, prefix string) (map[string][]byte, error) {
 	if m.failing {
-		return nil, errMemoryDown
+		return nil, errStoreDown
 	}
 	out := map[string][]byte{}
 	for k, v := range m.kv {
@@ -40,26 +40,26 @@ func (m *mapMemory) KVList(_ context.Context, prefix string) (map[string][]byte,
 	return out, nil
 }
 
-func memoryReconciler(mem *mapMemory, fleet string) *Reconciler {
+func storeReconciler(mem *mapStore, fleet string) *Reconciler {
 	return &Reconciler{cfg: Config{Failures: mem, Fleet: fleet, Now: time.Now, OpTimeout: time.Second},
 		log: slog.New(slog.DiscardHandler), failed: map[string]failure{}}
 }
 
 func TestFailuresOutliveTheReconciler(t *testing.T) {
 	ctx := context.Background()
-	mem := &mapMemory{kv: map[string][]byte{}}
-	first := memoryReconciler(mem, "prod")
+	mem := &mapStore{kv: map[string][]byte{}}
+	first := storeReconciler(mem, "prod")
 	first.recordFailure(ctx, "web", failure{Revision: "rev3", SpecHash: "h3", Reason: "deadline"})
 
 	if _, ok := mem.kv["drover/fleets/prod/failed/web"]; !ok {
 		t.Fatalf("memory after recordFailure: keys %v, want drover/fleets/prod/failed/web", slices.Collect(maps.Keys(mem.kv)))
 	}
 	// A restarted Drover of the same fleet sees it; one of another fleet does not.
-	got, err := memoryReconciler(mem, "prod").failures(ctx)
+	got, err := storeReconciler(mem, "prod").failures(ctx)
 	if err != nil || got["web"].Revision != "rev3" || got["web"].SpecHash != "h3" {
 		t.Fatalf("failures of a new reconciler: %+v, %v; want web at rev3", got, err)
 	}
-	if got, _ := memoryReconciler(mem, "staging").failures(ctx); len(got) != 0 {
+	if got, _ := storeReconciler(mem, "staging").failures(ctx); len(got) != 0 {
 		t.Errorf("failures of another fleet: %+v, want none", got)
 	}
 	// Deleting the key in Consul lets the revision be tried again, even by the
@@ -70,12 +70,12 @@ func TestFailuresOutliveTheReconciler(t *testing.T) {
 	}
 }
 
-func TestFailuresWhenMemoryIsDown(t *testing.T) {
+func TestFailuresWhenStoreIsDown(t *testing.T) {
 	ctx := context.Background()
-	mem := &mapMemory{kv: map[string][]byte{}, failing: true}
-	r := memoryReconciler(mem, "prod")
+	mem := &mapStore{kv: map[string][]byte{}, failing: true}
+	r := storeReconciler(mem, "prod")
 	r.recordFailure(ctx, "web", failure{Revision: "rev3", SpecHash: "h3"})
-	if _, err := r.failures(ctx); !errors.Is(err, errMemoryDown) {
+	if _, err := r.failures(ctx); !errors.Is(err, errStoreDown) {
 		t.Fatalf("failures with the memory down: %v, want its error (no plan without them)", err)
 	}
 	// Back up: the record that could not be written still holds the revision here.
