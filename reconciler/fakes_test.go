@@ -31,6 +31,8 @@ type fakeWorld struct {
 	// createGate, when set, is received from before each Create returns.
 	createGate chan struct{}
 	createErr  error
+	// sweeps counts Sweep calls.
+	sweeps int
 	// creating and maxCreating are the Create calls in flight, now and at most.
 	creating, maxCreating int
 }
@@ -103,7 +105,17 @@ func (w *fakeWorld) Destroy(_ context.Context, name string) error {
 	return nil
 }
 
-func (w *fakeWorld) Sweep(context.Context) ([]string, error) { return nil, nil }
+// Sweep is counted apart from the other mutations (every pass that may act sweeps),
+// and is late like them when the Drover must not act.
+func (w *fakeWorld) Sweep(context.Context) ([]string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sweeps++
+	if w.frozen != nil && w.frozen() {
+		w.late = append(w.late, "sweep")
+	}
+	return nil, nil
+}
 
 func (w *fakeWorld) Register(_ context.Context, reg discovery.Registration) error {
 	w.mutate("register " + reg.ID)

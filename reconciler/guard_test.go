@@ -116,6 +116,38 @@ func TestLapsedFenceChangesNothing(t *testing.T) {
 	}
 }
 
+// TestSweepOnlyWhenActing: Sweep deletes files, so `drover plan` never runs it, and a
+// pass under a lapsed fence does not either; a pass that may act does.
+func TestSweepOnlyWhenActing(t *testing.T) {
+	w := newFakeWorld()
+	r := fakeReconciler(t, w, nil)
+	swept := func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.sweeps
+	}
+	if _, err := r.Plan(t.Context(), rev("c1", svc("a", "1", 0, 0))); err != nil {
+		t.Fatal(err)
+	}
+	if n := swept(); n != 0 {
+		t.Errorf("Plan swept %d times, want never", n)
+	}
+	fence := newFakeFence()
+	fence.lapse()
+	if _, err := r.Pass(WithFence(t.Context(), fence), rev("c1", svc("a", "1", 0, 0))); err != nil {
+		t.Fatal(err)
+	}
+	if n := swept(); n != 0 {
+		t.Errorf("a pass under a lapsed fence swept %d times, want never", n)
+	}
+	if _, err := r.Pass(t.Context(), rev("c1", svc("a", "1", 0, 0))); err != nil {
+		t.Fatal(err)
+	}
+	if n := swept(); n != 1 {
+		t.Errorf("a pass that may act swept %d times, want once", n)
+	}
+}
+
 // TestBudgetRefusesBeforeAnythingChanges: a commit whose peak is over the budget is
 // refused with the totals and the limit; nothing running changes, and the runner keeps
 // the last admitted revision.

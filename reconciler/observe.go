@@ -17,13 +17,6 @@ func (r *Reconciler) observe(ctx context.Context) (Observed, error) {
 	if err := r.cfg.Health.Ping(ctx); err != nil {
 		return Observed{}, fmt.Errorf("observe: consul: %w", err)
 	}
-	removed, err := r.cfg.Hypervisor.Sweep(ctx)
-	if err != nil {
-		r.log.Warn("sweeping leftovers of gone VMs", "err", err)
-	}
-	for _, path := range removed {
-		r.log.Info("removed leftover of a VM that no longer exists", "path", path, "event", "repair")
-	}
 	all, err := r.cfg.Hypervisor.List(ctx)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observe: list vms: %w", err)
@@ -49,6 +42,25 @@ func (r *Reconciler) observe(ctx context.Context) (Observed, error) {
 	r.noteOtherFleets(others)
 	r.cfg.Hook(PointObserved)
 	return obs, nil
+}
+
+// sweep removes leftovers of VMs that no longer exist (an overlay made just before a
+// kill -9, say). It deletes files, so only a pass that may act runs it — never `drover
+// plan` — and it is fenced like every other mutating step. The drivers leave alone
+// anything younger than a minute or in use, so a create in flight is never swept.
+func (r *Reconciler) sweep(ctx context.Context) {
+	var removed []string
+	err := fenced(ctx, func(ctx context.Context) error {
+		var err error
+		removed, err = r.cfg.Hypervisor.Sweep(ctx)
+		return err
+	})
+	if err != nil {
+		r.log.Warn("sweeping leftovers of gone VMs", "err", err)
+	}
+	for _, path := range removed {
+		r.log.Info("removed leftover of a VM that no longer exists", "path", path, "event", "repair")
+	}
 }
 
 // noteOtherFleets logs the VMs of other fleets this Drover leaves alone whenever they

@@ -38,6 +38,7 @@ func (r *Reconciler) Start(ctx context.Context, rev sources.Revision) (Result, e
 	// Taken before observing: a service busy at any instant of the observation may have
 	// VMs or registrations the snapshot caught half-made.
 	busy := r.work.busy()
+	r.sweep(ctx)
 	p, obs, err := r.plan(ctx, rev)
 	if err != nil {
 		return Result{}, err
