@@ -16,6 +16,7 @@ import (
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor/libvirt"
 	"github.com/drover-dev/drover/hypervisor/qemu"
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 )
@@ -38,7 +39,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", o.stateDir, err)
 	}
-	d := &daemon{opts: o, log: log, secrets: urlSecrets(o.repo)}
+	d := &daemon{opts: o, log: log, secrets: redact.URLSecrets(o.repo)}
 	if o.listenTokenFile != "" {
 		tok, err := readToken(o.listenTokenFile)
 		if err != nil {
@@ -182,5 +183,5 @@ func newLogger(w io.Writer, format, level string, secrets []string) *slog.Logger
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(newRedactingHandler(h, secrets))
+	return slog.New(redact.Handler(h, secrets))
 }

@@ -121,7 +121,7 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "drover %s: %v\n", cmd, err)
 		return exitUsage
 	}
-	log := newLogger(stderr, o.logFormat, o.logLevel, urlSecrets(o.repo))
+	log := newLogger(stderr, o.logFormat, o.logLevel, redact.URLSecrets(o.repo))
 
 	d, err := build(ctx, o, log)
 	if err != nil {

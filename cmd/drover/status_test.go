@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/reconciler"
 )
 
@@ -129,19 +130,19 @@ func TestLogsMaskRepoCredentials(t *testing.T) {
 	const repo = "https://ci:tok-9f8e7d6c@git.example/ops/fleet.git"
 	for _, format := range []string{"text", "json"} {
 		var buf bytes.Buffer
-		log := newLogger(&buf, format, "debug", urlSecrets(repo))
+		log := newLogger(&buf, format, "debug", redact.URLSecrets(repo))
 		log.Info("fetch "+repo+" failed", "repo", repo, "err", errors.New("auth with tok-9f8e7d6c refused"))
 		log.With("url", repo).WithGroup("g").Debug("x", "why", slog.GroupValue(slog.String("u", repo)), "list", []string{repo})
 		if out := buf.String(); strings.Contains(out, "tok-9f8e7d6c") || !strings.Contains(out, "git.example/ops/fleet.git") {
 			t.Errorf("%s log: want the password masked and the host kept, got:\n%s", format, out)
 		}
 	}
-	if got := urlSecrets("https://ghp_abcdefghijklmnop1234@github.com/o/r.git"); len(got) != 1 {
+	if got := redact.URLSecrets("https://ghp_abcdefghijklmnop1234@github.com/o/r.git"); len(got) != 1 {
 		t.Errorf("token as user name: secrets %q, want the token", got)
 	}
 	for _, repo := range []string{"ssh://git@host/r.git", "https://git@host/r.git", "/srv/fleet", "git@host:r.git"} {
-		if got := urlSecrets(repo); len(got) != 0 {
-			t.Errorf("urlSecrets(%s) = %q, want none", repo, got)
+		if got := redact.URLSecrets(repo); len(got) != 0 {
+			t.Errorf("redact.URLSecrets(%s) = %q, want none", repo, got)
 		}
 	}
 }

@@ -1,33 +1,33 @@
-package main
+package redact
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
-
-	"github.com/drover-dev/drover/internal/redact"
 )
 
-// redactingHandler masks credentials in every log line, whichever package wrote it:
+// handler masks credentials in every log line, whichever package wrote it:
 // URL user info anywhere (redact.String) and, verbatim, the secrets Drover was given
 // (the password or token in --repo), which may show up outside a URL, in a git
 // server's message say. The packages redact what they print too; this is the last
 // line that holds whatever one of them forgets.
-type redactingHandler struct {
+type handler struct {
 	next    slog.Handler
 	secrets []string
 }
 
-func newRedactingHandler(next slog.Handler, secrets []string) slog.Handler {
-	return &redactingHandler{next: next, secrets: secrets}
+// Handler returns a slog.Handler that masks URL credentials and each of secrets in
+// every message and attribute before next sees them.
+func Handler(next slog.Handler, secrets []string) slog.Handler {
+	return &handler{next: next, secrets: secrets}
 }
 
-func (h *redactingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+func (h *handler) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.next.Enabled(ctx, l)
 }
 
-func (h *redactingHandler) Handle(ctx context.Context, r slog.Record) error {
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, h.clean(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(h.attr(a))
@@ -36,21 +36,21 @@ func (h *redactingHandler) Handle(ctx context.Context, r slog.Record) error {
 	return h.next.Handle(ctx, out)
 }
 
-func (h *redactingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
 	clean := make([]slog.Attr, len(as))
 	for i, a := range as {
 		clean[i] = h.attr(a)
 	}
-	return &redactingHandler{next: h.next.WithAttrs(clean), secrets: h.secrets}
+	return &handler{next: h.next.WithAttrs(clean), secrets: h.secrets}
 }
 
-func (h *redactingHandler) WithGroup(name string) slog.Handler {
-	return &redactingHandler{next: h.next.WithGroup(name), secrets: h.secrets}
+func (h *handler) WithGroup(name string) slog.Handler {
+	return &handler{next: h.next.WithGroup(name), secrets: h.secrets}
 }
 
-func (h *redactingHandler) clean(s string) string { return redact.Secrets(s, h.secrets...) }
+func (h *handler) clean(s string) string { return Secrets(s, h.secrets...) }
 
-func (h *redactingHandler) attr(a slog.Attr) slog.Attr {
+func (h *handler) attr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:
@@ -79,9 +79,9 @@ func (h *redactingHandler) attr(a slog.Attr) slog.Attr {
 	return slog.Attr{Key: a.Key, Value: v}
 }
 
-// urlSecrets are the credentials in a repository URL, to be masked wherever they
+// URLSecrets are the credentials in a repository URL, to be masked wherever they
 // appear: its password, or a user name that is a token (https://TOKEN@host/…).
-func urlSecrets(raw string) []string {
+func URLSecrets(raw string) []string {
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil {
 		return nil
