@@ -351,6 +351,7 @@ func newCrashRig(t *testing.T, bin, driver, uri, service string, images testenv.
 func (r *crashRig) args() []string {
 	a := []string{"run", "--repo", r.repo.URL(), "--state-dir", r.state, "--consul", r.consul.Addr,
 		"--driver", r.driver, "--listen", "", "--interval", "1s"}
+	a = append(a, imageRootArgs(r.images)...)
 	if r.uri != "" {
 		a = append(a, "--libvirt-uri", r.uri)
 	}

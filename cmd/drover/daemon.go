@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,28 +25,41 @@ type daemon struct {
 	opts       options
 	log        *slog.Logger
 	source     *sources.Git
+	registry   *discovery.Client // the process's one Consul client
 	reconciler *reconciler.Reconciler
 	closers    []func() error
+	// secrets are the credentials in --repo, masked wherever Drover prints.
+	secrets []string
+	// listenToken guards /status when set (--listen-token-file).
+	listenToken string
 }
 
 func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", o.stateDir, err)
 	}
-	d := &daemon{opts: o, log: log}
-	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git")}, log)
+	d := &daemon{opts: o, log: log, secrets: urlSecrets(o.repo)}
+	if o.listenTokenFile != "" {
+		tok, err := readToken(o.listenTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		d.listenToken = tok
+	}
+	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout}, log)
 	if err != nil {
 		return nil, err
 	}
 	d.source = git
-	images, err := sources.NewImageCache(sources.ImageCacheConfig{Dir: filepath.Join(o.stateDir, "images")}, log) // TODO(cmd helper): wire --image-root and the other image flags
+	images, err := sources.NewImageCache(o.limits.imageCache(filepath.Join(o.stateDir, "images")), log)
 	if err != nil {
 		return nil, err
 	}
-	registry, err := discovery.New(discovery.Config{Address: o.consul}, log)
+	registry, err := discovery.New(discovery.Config{Address: o.consul, CallTimeout: o.consulTimeout}, log)
 	if err != nil {
 		return nil, err
 	}
+	d.registry = registry
 	hv, err := newDriver(ctx, o, log)
 	if err != nil {
 		return nil, err
@@ -58,8 +70,9 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		d.close()
 		return nil, err
 	}
-	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: hv, Registrar: registry, Health: registry, Failures: registry, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
-		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter})
+	audited := auditedRegistry{registry, log}
+	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
+		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter, Budget: o.limits.budget(), ImageGCGrace: o.imageGCGrace})
 	if err != nil {
 		d.close()
 		return nil, err
@@ -111,16 +124,12 @@ func (d *daemon) plan(ctx context.Context, out io.Writer) error {
 }
 
 func (d *daemon) run(ctx context.Context) error {
-	registry, err := discovery.New(discovery.Config{Address: d.opts.consul}, d.log)
-	if err != nil {
-		return err
-	}
 	// A health check changing state (a VM died, say) starts the next pass at once
 	// instead of after --interval.
 	wake := make(chan struct{}, 1)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go registry.WatchHealth(watchCtx, func() {
+	go d.registry.WatchHealth(watchCtx, func() {
 		select {
 		case wake <- struct{}{}:
 		default:
@@ -140,7 +149,7 @@ func (d *daemon) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", d.opts.listen, err)
 		}
-		srv := &http.Server{Handler: statusHandler(runner), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: statusHandler(runner, d.listenToken, d.secrets), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("status server", "err", err)
@@ -149,25 +158,12 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", d.opts.repo, "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}
-	return lead(ctx, registry, leaderKey(d.opts), d.opts.once, d.log, runner.Run)
-}
-
-func statusHandler(r *reconciler.Runner) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(r.Status())
-	})
-	return mux
+	leader := &reconciler.Leader{Elector: d.registry, Fleet: d.opts.fleetName(), Once: d.opts.once, Log: d.log}
+	return leader.Run(ctx, runner.Run)
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -178,11 +174,13 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-func newLogger(w io.Writer, format, level string) *slog.Logger {
+// newLogger masks secrets (and any URL's credentials) in every line.
+func newLogger(w io.Writer, format, level string, secrets []string) *slog.Logger {
 	l, _ := parseLevel(level)
 	opts := &slog.HandlerOptions{Level: l}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(newRedactingHandler(h, secrets))
 }

@@ -3,13 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,59 +14,12 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/drover-dev/drover/discovery"
+	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/testenv"
 )
 
 // takeoverBudget is the promise: a standby leads within this long of the leader's kill -9.
 const takeoverBudget = 15 * time.Second
-
-func TestFleetID(t *testing.T) {
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	type fleet struct{ repo, branch, path string }
-	base := fleet{"https://git.lan/ops/fleet.git", "main", "fleet.yaml"}
-	tests := []struct {
-		name     string
-		a, b     fleet
-		wantSame bool
-	}{
-		{"identical", base, base, true},
-		{"trailing slash", base, fleet{"https://git.lan/ops/fleet.git/", "main", "fleet.yaml"}, true},
-		{"dot path", base, fleet{"https://git.lan/ops/fleet.git", "main", "./fleet.yaml"}, true},
-		{"relative and absolute local path", fleet{"repo", "main", "fleet.yaml"}, fleet{filepath.Join(wd, "repo"), "main", "fleet.yaml"}, true},
-		{"other branch", base, fleet{"https://git.lan/ops/fleet.git", "prod", "fleet.yaml"}, false},
-		{"other path", base, fleet{"https://git.lan/ops/fleet.git", "main", "fleets/web"}, false},
-		{"other repo", base, fleet{"https://git.lan/ops/other.git", "main", "fleet.yaml"}, false},
-		{"scp syntax is not a local path", fleet{"git@git.lan:ops/fleet.git", "main", "fleet.yaml"}, fleet{filepath.Join(wd, "git@git.lan:ops/fleet.git"), "main", "fleet.yaml"}, false},
-		// The separator keeps parts from sliding into each other.
-		{"parts do not run together", base, fleet{"https://git.lan/ops/fleet.gitm", "ain", "fleet.yaml"}, false},
-	}
-	hex12 := regexp.MustCompile(`^[0-9a-f]{12}$`)
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a, b := fleetID(tt.a.repo, tt.a.branch, tt.a.path), fleetID(tt.b.repo, tt.b.branch, tt.b.path)
-			if !hex12.MatchString(a) {
-				t.Errorf("fleetID = %q: want 12 hex digits", a)
-			}
-			if (a == b) != tt.wantSame {
-				t.Errorf("fleetID(%+v) = %s, fleetID(%+v) = %s: want same %v, got %v", tt.a, a, tt.b, b, tt.wantSame, a == b)
-			}
-		})
-	}
-	key := leaderKey(options{repo: base.repo, branch: base.branch, path: base.path})
-	if want := "drover/leader/" + fleetID(base.repo, base.branch, base.path); key != want {
-		t.Errorf("leaderKey: want %s, got %s", want, key)
-	}
-	// A named fleet keeps its lock (and its VMs) when the repository moves.
-	for _, repo := range []string{base.repo, "ssh://git@elsewhere/fleet.git"} {
-		if key := leaderKey(options{repo: repo, branch: base.branch, path: base.path, fleet: "prod"}); key != "drover/leader/prod" {
-			t.Errorf("leaderKey with --fleet prod and repo %s: want drover/leader/prod, got %s", repo, key)
-		}
-	}
-}
 
 // leaderProc is a running `drover run` whose log the test follows for election lines.
 type leaderProc struct {
@@ -241,7 +189,7 @@ func TestLeaderLock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := leaderKey(options{repo: repo.URL(), branch: "main", path: "fleet.yaml"})
+		key := reconciler.LeaderKey(options{repo: repo.URL(), branch: "main", path: "fleet.yaml"}.fleetName())
 		pair, _, err := cl.KV().Get(key, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -272,87 +220,5 @@ func TestLeaderLock(t *testing.T) {
 		}
 		a.stop(t)
 		b.stop(t)
-	})
-}
-
-func testLog(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// TestLeadLosesAndWaitsAgain: when the leader's session is destroyed behind its back,
-// the work is cancelled and lead competes for the lock again instead of going on.
-func TestLeadLosesAndWaitsAgain(t *testing.T) {
-	consul := testenv.Consul(t)
-	c, err := discovery.New(discovery.Config{Address: consul.Addr}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := api.NewClient(&api.Config{Address: consul.Addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const key = "drover/leader/test"
-	finished := errors.New("second term done")
-	calls := 0
-	work := func(ctx context.Context) error {
-		calls++
-		if calls > 1 {
-			return finished
-		}
-		pair, _, err := cl.KV().Get(key, nil)
-		if err != nil || pair == nil || pair.Session == "" {
-			return fmt.Errorf("first term: lock not held: %+v, %v", pair, err)
-		}
-		if _, err := cl.Session().Destroy(pair.Session, nil); err != nil {
-			return fmt.Errorf("destroy session: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(30 * time.Second):
-			return errors.New("first term not cancelled within 30s of losing the lock")
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := lead(ctx, c, key, false, testLog(t), work); !errors.Is(err, finished) {
-		t.Fatalf("lead: want %v, got %v", finished, err)
-	}
-	if calls != 2 {
-		t.Errorf("work ran %d times, want 2 (one per term)", calls)
-	}
-	// The second term ended on its own: its lock is released.
-	pair, _, err := cl.KV().Get(key, nil)
-	if err != nil || pair == nil || pair.Session != "" {
-		t.Errorf("after lead returned: want the lock free, got %+v (err %v)", pair, err)
-	}
-}
-
-func TestLeadConsulDown(t *testing.T) {
-	c, err := discovery.New(discovery.Config{Address: "127.0.0.1:1"}, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	work := func(context.Context) error { return errors.New("work ran without the lock") }
-	t.Run("once fails", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := lead(ctx, c, "drover/leader/x", true, testLog(t), work); !errors.Is(err, discovery.ErrUnavailable) {
-			t.Errorf("lead --once with Consul down: want ErrUnavailable, got %v", err)
-		}
-	})
-	t.Run("daemon retries until stopped", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-		defer cancel()
-		if err := lead(ctx, c, "drover/leader/x", false, testLog(t), work); err != nil {
-			t.Errorf("lead with Consul down until ctx ends: want nil, got %v", err)
-		}
 	})
 }

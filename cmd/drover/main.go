@@ -13,8 +13,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -108,7 +110,7 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "drover %s: unexpected arguments %q\n", cmd, fs.Args())
+		fmt.Fprintf(stderr, "drover %s: unexpected arguments %q\n", cmd, redact.String(strings.Join(fs.Args(), " ")))
 		return exitUsage
 	}
 	if err := envDefaults(fs); err != nil {
@@ -119,7 +121,7 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "drover %s: %v\n", cmd, err)
 		return exitUsage
 	}
-	log := newLogger(stderr, o.logFormat, o.logLevel)
+	log := newLogger(stderr, o.logFormat, o.logLevel, urlSecrets(o.repo))
 
 	d, err := build(ctx, o, log)
 	if err != nil {

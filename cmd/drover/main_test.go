@@ -151,7 +151,7 @@ func testRunOnceExitCodes(t *testing.T, driver string) {
 	state := testenv.StateDir(t)
 	t.Cleanup(func() { destroyService(t, driver, uri, state, "e2e-cli") })
 
-	common := []string{"--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr, "--driver", driver}
+	common := append([]string{"--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr, "--driver", driver}, imageRootArgs(images)...)
 	if uri != "" {
 		common = append(common, "--libvirt-uri", uri)
 	}
@@ -201,4 +201,17 @@ func destroyService(t *testing.T, driver, uri, state, service string) {
 			_ = hv.Destroy(ctx, vm.Name)
 		}
 	}
+}
+
+// imageRootArgs lets drover read the test images: file:// only works under --image-root.
+func imageRootArgs(images testenv.GuestImages) []string {
+	var args []string
+	seen := map[string]bool{}
+	for _, f := range []testenv.File{images.Kernel, images.Initrd, images.UnhealthyInitrd} {
+		if dir := filepath.Dir(f.Path); !seen[dir] {
+			seen[dir] = true
+			args = append(args, "--image-root", dir)
+		}
+	}
+	return args
 }

@@ -34,6 +34,7 @@ func TestSIGTERMMidRollout(t *testing.T) {
 	repo.Commit(t, map[string]string{"fleet.yaml": images.FleetYAML(testenv.Service{Name: service, Version: "1", Replicas: 2})}, "v1")
 	args := []string{"run", "--repo", repo.URL(), "--state-dir", state, "--consul", consul.Addr,
 		"--driver", "qemu", "--listen", "", "--interval", "1s"}
+	args = append(args, imageRootArgs(images)...)
 
 	cmd := exec.Command(bin, args...)
 	stderr, err := cmd.StderrPipe()

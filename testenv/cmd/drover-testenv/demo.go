@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -107,10 +108,15 @@ Ctrl-C stops drover and Consul; the VMs keep running. 'make demo-clean' destroys
 
 `, repoDir, agent.Addr, demoService, *listen)
 
-	cmd := exec.CommandContext(ctx, *drover, "run",
+	droverArgs := []string{"run",
 		"--repo", repoDir, "--interval", "5s", "--driver", "qemu",
 		"--state-dir", filepath.Join(abs, "state"),
-		"--consul", agent.Addr, "--listen", *listen)
+		"--consul", agent.Addr, "--listen", *listen}
+	// Drover reads file:// images only from the directories it is given.
+	for _, dir := range imageDirs(images) {
+		droverArgs = append(droverArgs, "--image-root", dir)
+	}
+	cmd := exec.CommandContext(ctx, *drover, droverArgs...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	// The demo uses the direct QEMU driver: it needs no libvirtd.
 	// Drover stops cleanly between steps on SIGTERM; a kill would be the last resort.
@@ -120,6 +126,17 @@ Ctrl-C stops drover and Consul; the VMs keep running. 'make demo-clean' destroys
 		return fmt.Errorf("drover run: %w", err)
 	}
 	return nil
+}
+
+// imageDirs are the directories holding the test images, each once.
+func imageDirs(images testenv.GuestImages) []string {
+	var dirs []string
+	for _, f := range []testenv.File{images.Kernel, images.Initrd, images.UnhealthyInitrd} {
+		if dir := filepath.Dir(f.Path); !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	return dirs
 }
 
 func cleanDemo(ctx context.Context, log *slog.Logger, dir string) error {
