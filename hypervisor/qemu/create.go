@@ -126,6 +126,11 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		if err := hypervisor.CreateOverlay(ctx, d.qemuImg, p.overlay, spec.Disk, backingFmt); err != nil {
 			return hypervisor.VM{}, err
 		}
+		// The overlay holds what the guest writes; QEMU runs as Drover's user here, so
+		// nobody else needs to read it (qemu-img leaves it to the umask).
+		if err := os.Chmod(p.overlay, 0o600); err != nil {
+			return hypervisor.VM{}, fmt.Errorf("create %s: overlay mode: %w", spec.Name, err)
+		}
 	}
 
 	for attempt := 1; ; attempt++ {

@@ -115,3 +115,22 @@ func TestQEMUHardening(t *testing.T) {
 		}
 	})
 }
+
+// TestOverlayPrivate: a VM's overlay holds what its guest writes; only Drover's user
+// (which runs QEMU with this driver) may read it.
+func TestOverlayPrivate(t *testing.T) {
+	d := newTestDriver(t, t.TempDir())
+	spec := realSpec(t, "overlay-1", "o-1")
+	spec.Disk = hypervisortest.MakeGolden(t, "qcow2")
+	hypervisortest.DestroyAtEnd(t, d, spec.Name)
+	if _, err := d.Create(t.Context(), spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	fi, err := os.Stat(d.paths(spec.Name).overlay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("overlay mode %v: want readable by its owner only", fi.Mode())
+	}
+}
