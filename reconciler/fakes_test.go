@@ -266,12 +266,33 @@ func rev(commit string, services ...sources.Service) sources.Revision {
 type revSource struct {
 	mu  sync.Mutex
 	rev sources.Revision
+	// err, when set, is what every Read returns (a repository that cannot be read);
+	// reads counts the calls.
+	err   error
+	reads int
 }
 
 func (s *revSource) Read(context.Context) (sources.Revision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
+	if s.err != nil {
+		return sources.Revision{}, s.err
+	}
 	return s.rev, nil
+}
+
+func (s *revSource) fail(err error) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = err
+	return s.reads
+}
+
+func (s *revSource) readCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
 }
 
 func (s *revSource) set(r sources.Revision) {

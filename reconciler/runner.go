@@ -104,7 +104,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				return nil
 			}
 			converged := perr == nil && res.Err == nil && !res.Changed && len(res.InProgress) == 0
-			r.record(last.Commit, res, perr, converged)
+			r.record(last.Commit, err, res, perr, converged)
 			switch {
 			case perr != nil:
 				log.Error("pass failed, nothing changed", "revision", shortRev(last.Commit), "err", perr)
@@ -171,11 +171,14 @@ func (r *Runner) setError(commit string, err error) {
 	}
 }
 
-func (r *Runner) record(commit string, res Result, perr error, converged bool) {
+// record sets the status after a pass over commit. srcErr is this round's error
+// reading the source, if any: the pass ran on the last good revision, and the status
+// keeps saying why the newest one could not be read.
+func (r *Runner) record(commit string, srcErr error, res Result, perr error, converged bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.status = Status{Revision: commit, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String(), InProgress: res.InProgress}
-	if err := errors.Join(perr, res.Err); err != nil {
+	if err := errors.Join(srcErr, perr, res.Err); err != nil {
 		r.status.Error = err.Error()
 	}
 }
