@@ -2,7 +2,6 @@ package sources
 
 import (
 	"fmt"
-	"io"
 	"path"
 	"sort"
 
@@ -99,19 +98,12 @@ func fleetEntries(dir *object.Tree, p string) ([]*object.File, error) {
 }
 
 // readBlob reads f, which was checked against MaxFleetFileBytes by its size; the read
-// is bounded too, in case the object store lied about it.
+// is bounded too (readFleetFile), in case the object store lied about it.
 func readBlob(f *object.File) ([]byte, error) {
 	r, err := f.Reader()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, MaxFleetFileBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFleetFileBytes {
-		return nil, fmt.Errorf("more than the %d bytes a fleet file may have", MaxFleetFileBytes)
-	}
-	return data, nil
+	return readFleetFile(r, f.Name)
 }
