@@ -15,6 +15,9 @@ var (
 	ErrNotFound = errors.New("vm not found")
 	// ErrNotManaged: the VM exists but carries no Drover metadata, so Drover never touches it.
 	ErrNotManaged = errors.New("vm is not managed by drover")
+	// ErrInvalidSpec: the spec can never be created as written (a disk_size below the
+	// golden disk, say); retrying the same spec is pointless, so the revision is held.
+	ErrInvalidSpec = errors.New("invalid vm spec")
 )
 
 // Network modes, as in the fleet file.
@@ -29,6 +32,30 @@ type Network struct {
 	Mode    string // NetworkUser, NetworkBridge or NetworkLibvirt
 	Bridge  string // with NetworkBridge
 	Network string // with NetworkLibvirt
+
+	// MAC is the guest NIC's address, stable per VM (derived from its name, QEMU's
+	// 52:54:00 prefix). Empty on user networking, where a driver picks its own.
+	MAC string
+	// Static addressing, with NetworkBridge or NetworkLibvirt: Address is the guest's
+	// address with its prefix ("198.18.0.10/24"); empty means DHCP, the address then
+	// learned after boot. Gateway and DNS are optional.
+	Address string
+	Gateway string
+	DNS     []string
+}
+
+// Firmware values of Spec.Firmware for a VM booting its disk's own bootloader.
+const (
+	FirmwareBIOS = "bios" // SeaBIOS, the default
+	FirmwareUEFI = "uefi" // OVMF, each VM with its own copy of the variable store
+)
+
+// Seed is a VM's cloud-init NoCloud data. A driver writes it to a read-only volume
+// labelled "cidata" attached to the VM, and removes it with the VM.
+type Seed struct {
+	MetaData      []byte // meta-data: instance-id, local-hostname, drover map
+	UserData      []byte // user-data, as read from the fleet repository
+	NetworkConfig []byte // network-config version 2; nil without static addressing
 }
 
 // Metadata is what Drover records on every VM it creates. It is fixed at birth and is
@@ -42,6 +69,10 @@ type Metadata struct {
 	Revision string
 	Version  string
 	Created  time.Time
+	// MAC and Address are the guest NIC's MAC and its static address (with prefix) as
+	// created: an address allocator reads them back from every VM on the host.
+	MAC     string
+	Address string
 }
 
 // Spec is everything a driver needs to create one VM. Image paths are local files that
@@ -55,6 +86,14 @@ type Spec struct {
 	Initrd  string // optional, with Kernel
 	Cmdline string // optional, with Kernel
 	Disk    string // optional golden disk image (qcow2 or raw), booted through a qcow2 overlay
+	// Firmware, for a disk booted without a kernel: FirmwareBIOS ("" means it) or
+	// FirmwareUEFI.
+	Firmware string
+	// DiskSizeBytes grows the overlay to this virtual size; 0 keeps the golden disk's.
+	// Smaller than the golden disk is ErrInvalidSpec.
+	DiskSizeBytes int64
+	// Seed, when set, is attached as a cloud-init NoCloud volume.
+	Seed *Seed
 
 	Network   Network
 	GuestPort int // the port the service listens on in the guest

@@ -26,6 +26,8 @@ type Service struct {
 	Port      int
 	Check     Check
 	Update    Update
+	// CloudInit is the optional `cloud_init:` block; nil when the service has none.
+	CloudInit *CloudInit
 	// Chaos is the optional `chaos:` block; nil when the service has none.
 	Chaos *Chaos
 	// ShareConsulService is `share_consul_service` (default false): register into the
@@ -57,6 +59,22 @@ type Image struct {
 	Initrd  *Artifact
 	Cmdline string
 	Disk    *Artifact
+	// Firmware is `image.firmware` for a disk booted without a kernel: "bios" (the
+	// default) or "uefi".
+	Firmware string
+	// DiskSizeBytes is `image.disk_size` (MiB/GiB units): the per-VM overlay's virtual
+	// size; 0 keeps the golden disk's.
+	DiskSizeBytes int64
+}
+
+// CloudInit is the optional `cloud_init:` block.
+type CloudInit struct {
+	// UserData is `cloud_init.user_data`: a path relative to the fleet file, read at
+	// the same commit.
+	UserData string
+	// Content is that file's bytes; part of the spec, so a change replaces the VMs.
+	Content []byte
+	Pos     Pos
 }
 
 // Network is the `network:` block.
@@ -64,6 +82,12 @@ type Network struct {
 	Mode    string // user | bridge | network
 	Bridge  string
 	Network string
+	// Static addressing: Addresses is the pool (`198.18.0.10-198.18.0.99` or a CIDR);
+	// empty means DHCP. Prefix is the guest's prefix length; Gateway and DNS optional.
+	Addresses string
+	Prefix    int
+	Gateway   string
+	DNS       []string
 }
 
 // Check is the Consul health check and the rollout's gate.

@@ -34,7 +34,7 @@ import (
 // Errors besides hypervisor's sentinels.
 var (
 	// ErrInvalidSpec: Create was given a spec that cannot be created; nothing was made.
-	ErrInvalidSpec = errors.New("invalid vm spec")
+	ErrInvalidSpec = hypervisor.ErrInvalidSpec
 	// ErrExists: Create was given the name of a VM (or foreign entry) that exists.
 	ErrExists = errors.New("vm already exists")
 	// ErrUnsupportedNetwork: the spec asks for a network mode other than user.
