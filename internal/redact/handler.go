@@ -14,13 +14,32 @@ import (
 // line that holds whatever one of them forgets.
 type handler struct {
 	next    slog.Handler
-	secrets []string
+	secrets *Set
+	// scope is what With and WithGroup added, kept unmasked and applied to next at
+	// each line, so that a secret added to the set later is masked in them too.
+	scope []scope
+}
+
+// scope is one WithAttrs (attrs) or WithGroup (group) call.
+type scope struct {
+	group string
+	attrs []slog.Attr
 }
 
 // Handler returns a slog.Handler that masks URL credentials and each of secrets in
 // every message and attribute before next sees them.
 func Handler(next slog.Handler, secrets []string) slog.Handler {
+	return SetHandler(next, NewSet(secrets...))
+}
+
+// SetHandler is Handler masking the secrets in the set at the time of each line, so
+// secrets added later (a rotated token) are masked too.
+func SetHandler(next slog.Handler, secrets *Set) slog.Handler {
 	return &handler{next: next, secrets: secrets}
+}
+
+func (h *handler) with(sc scope) *handler {
+	return &handler{next: h.next, secrets: h.secrets, scope: append(h.scope[:len(h.scope):len(h.scope)], sc)}
 }
 
 func (h *handler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -28,27 +47,41 @@ func (h *handler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	next := h.next
+	for _, sc := range h.scope {
+		if sc.group != "" {
+			next = next.WithGroup(sc.group)
+			continue
+		}
+		clean := make([]slog.Attr, len(sc.attrs))
+		for i, a := range sc.attrs {
+			clean[i] = h.attr(a)
+		}
+		next = next.WithAttrs(clean)
+	}
 	out := slog.NewRecord(r.Time, r.Level, h.clean(r.Message), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(h.attr(a))
 		return true
 	})
-	return h.next.Handle(ctx, out)
+	return next.Handle(ctx, out)
 }
 
 func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
-	clean := make([]slog.Attr, len(as))
-	for i, a := range as {
-		clean[i] = h.attr(a)
+	if len(as) == 0 {
+		return h
 	}
-	return &handler{next: h.next.WithAttrs(clean), secrets: h.secrets}
+	return h.with(scope{attrs: as})
 }
 
 func (h *handler) WithGroup(name string) slog.Handler {
-	return &handler{next: h.next.WithGroup(name), secrets: h.secrets}
+	if name == "" {
+		return h
+	}
+	return h.with(scope{group: name})
 }
 
-func (h *handler) clean(s string) string { return Secrets(s, h.secrets...) }
+func (h *handler) clean(s string) string { return h.secrets.String(s) }
 
 func (h *handler) attr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()

@@ -41,3 +41,14 @@ func TestURLSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestSetHandlerMasksSecretsAddedLater(t *testing.T) {
+	var buf bytes.Buffer
+	set := NewSet()
+	log := slog.New(SetHandler(slog.NewTextHandler(&buf, nil), set)).With("token", "rotated-t0ken-2")
+	set.Add("rotated-t0ken-2")
+	log.Info("server said rotated-t0ken-2 is bad")
+	if strings.Contains(buf.String(), "rotated-t0ken-2") {
+		t.Errorf("a secret added after the logger was made reached the log:\n%s", buf.String())
+	}
+}
