@@ -55,6 +55,13 @@ type GitConfig struct {
 	// the connection and never answers would otherwise block Drover for ever, holding
 	// the leader lock. DefaultGitTimeout when zero.
 	Timeout time.Duration
+	// Auth is how to authenticate to the remote (SSH keys and host keys, HTTP
+	// passwords or tokens from files, a CA bundle); the zero value is none.
+	Auth GitAuth
+	// Secrets receives every credential the source knows (in the URL, read from
+	// Auth's files), so that whoever prints (the logger, /status) masks it; the source
+	// masks its own errors with it. A fresh set when nil.
+	Secrets *redact.Set
 }
 
 // Revision is the fleet at one commit.
@@ -87,13 +94,16 @@ func shortSHA(sha string) string {
 var fullSHARE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // Git tracks one branch of a git repository, pull-based: each Fetch brings the branch
-// head, and Fleet reads the fleet at any fetched commit. No authentication is
-// configured: public remotes, local repositories, or the credentials an http(s) URL
-// carries. Every operation ends within GitConfig.Timeout.
+// head, and Fleet reads the fleet at any fetched commit. It authenticates as
+// GitConfig.Auth says, or with the credentials an http(s) URL carries. Every
+// operation ends within GitConfig.Timeout.
 type Git struct {
 	cfg    GitConfig
 	remote remote
 	log    *slog.Logger
+	// authPlan and secrets: see callAuth.
+	authPlan *authPlan
+	secrets  *redact.Set
 
 	// lock serialises use of the repository: Fetch and Fleet. It is a channel so
 	// that waiting for it can be given up (see locked).
@@ -154,7 +164,21 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 		return nil, fmt.Errorf("git source: timeout %s must be positive", cfg.Timeout)
 	}
 	r := splitCredentials(cfg.URL)
-	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), log: log.With("url", r.display, "branch", cfg.Branch)}
+	if cfg.Secrets == nil {
+		cfg.Secrets = redact.NewSet()
+	}
+	cfg.Secrets.Add(r.secrets...)
+	plan, err := newAuthPlan(cfg.Auth, ep, r)
+	if err != nil {
+		return nil, err
+	}
+	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), log: log.With("url", r.display, "branch", cfg.Branch),
+		authPlan: plan, secrets: cfg.Secrets}
+	// Read the credentials once now, so that a missing file or a wrong passphrase is
+	// found at start.
+	if _, _, err := g.callAuth(); err != nil {
+		return nil, fmt.Errorf("git source %s: %w", r.display, redact.Error(err, g.secrets.List()...))
+	}
 	if cfg.Dir != "" {
 		repo, err := git.PlainOpen(cfg.Dir)
 		switch {
@@ -303,11 +327,16 @@ func (g *Git) fetch(ctx context.Context) (string, error) {
 	tracking := plumbing.NewRemoteReferenceName(remoteName, g.cfg.Branch)
 	// Forced, so that a force-pushed branch is followed: git is the only input.
 	spec := config.RefSpec(fmt.Sprintf("+%s:%s", plumbing.NewBranchReferenceName(g.cfg.Branch), tracking))
+	auth, ca, err := g.callAuth()
+	if err != nil {
+		return "", g.fetchError(err)
+	}
 	err = remote.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: remoteName,
 		RefSpecs:   []config.RefSpec{spec},
 		Tags:       git.NoTags,
-		Auth:       g.remote.auth,
+		Auth:       auth,
+		CABundle:   ca,
 	})
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
@@ -333,7 +362,7 @@ func (g *Git) fetch(ctx context.Context) (string, error) {
 
 // fetchError names the remote, credentials masked also in what go-git says.
 func (g *Git) fetchError(err error) error {
-	return fmt.Errorf("%w: branch %q of %s: %w", ErrFetch, g.cfg.Branch, g.remote.display, redact.Error(err, g.remote.secrets...))
+	return fmt.Errorf("%w: branch %q of %s: %w", ErrFetch, g.cfg.Branch, g.remote.display, redact.Error(g.authError(err), g.secrets.List()...))
 }
 
 // Fleet reads and parses the fleet at commit, a full SHA already fetched. Problems with

@@ -22,14 +22,20 @@ import (
 
 // GitHTTPServer serves the repositories in one directory over git's smart HTTP
 // protocol on 127.0.0.1, through the real `git http-backend`, as a git host would.
-// With a user set it answers 401 to requests without that user and password.
+// With a user set it answers 401 to requests without that user and password; with
+// TLS it serves https with a certificate from a CA made for the test.
 type GitHTTPServer struct {
-	// URL is the server's base URL, without credentials: http://127.0.0.1:PORT.
+	// URL is the server's base URL, without credentials: http://127.0.0.1:PORT, or
+	// https:// with TLS.
 	URL string
+	// CA signed the server's certificate (with TLS; nil without): its CertFile is
+	// what --git-ca-file takes.
+	CA *TestCA
 
-	user, password string
-	fail           atomic.Int64
-	requests       atomic.Int64
+	user     atomic.Pointer[[2]string]
+	fail     atomic.Int64
+	requests atomic.Int64
+	packs    packCounter
 }
 
 // GitHTTPOptions configures ServeGitHTTP. The zero value serves without
@@ -37,6 +43,11 @@ type GitHTTPServer struct {
 type GitHTTPOptions struct {
 	// User and Password are required by HTTP basic authentication when User is set.
 	User, Password string
+	// TLS serves https with a certificate signed by a CA made for the test.
+	TLS bool
+	// EchoCredentials makes a 401 answer quote the user and password it was sent, as
+	// a careless server might: redaction must hold against what a server says.
+	EchoCredentials bool
 }
 
 // RequireGitHTTPBackend returns the path of git's http-backend, or skips the test
@@ -59,22 +70,26 @@ func RequireGitHTTPBackend(t testing.TB) string {
 func ServeGitHTTP(t testing.TB, root string, opts GitHTTPOptions) *GitHTTPServer {
 	t.Helper()
 	backend := RequireGitHTTPBackend(t)
-	s := &GitHTTPServer{user: opts.User, password: opts.Password}
+	s := &GitHTTPServer{packs: newPackCounter(t)}
+	s.SetPassword(opts.User, opts.Password)
 	cgiHandler := &cgi.Handler{
 		Path: backend,
 		// HOME and GIT_CONFIG_NOSYSTEM keep the backend away from the host's git
 		// configuration; safe.directory because the test owns the files it serves.
 		Env: []string{
 			"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1",
-			"HOME=" + t.TempDir(), "GIT_CONFIG_NOSYSTEM=1",
-			"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory", "GIT_CONFIG_VALUE_0=*",
+			"HOME=" + t.TempDir(), "GIT_CONFIG_NOSYSTEM=1", s.packs.configParameters(),
 		},
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
-		if s.user != "" && !s.authorized(r) {
+		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-			http.Error(w, "authentication required", http.StatusUnauthorized)
+			msg := "authentication required"
+			if user, password, ok := r.BasicAuth(); ok && opts.EchoCredentials {
+				msg += ": user " + user + " with password " + password + " is not allowed"
+			}
+			http.Error(w, msg, http.StatusUnauthorized)
 			return
 		}
 		if s.fail.Load() > 0 && s.fail.Add(-1) >= 0 {
@@ -83,16 +98,37 @@ func ServeGitHTTP(t testing.TB, root string, opts GitHTTPOptions) *GitHTTPServer
 		}
 		cgiHandler.ServeHTTP(w, r)
 	}))
+	if opts.TLS {
+		s.CA = NewTestCA(t)
+		srv.TLS = s.CA.ServerConfig(t)
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
 	return s
 }
 
-func (s *GitHTTPServer) authorized(r *http.Request) bool {
-	user, password, ok := r.BasicAuth()
-	return ok && subtle.ConstantTimeCompare([]byte(user), []byte(s.user)) == 1 &&
-		subtle.ConstantTimeCompare([]byte(password), []byte(s.password)) == 1
+// SetPassword changes the user and password the server wants (a rotated token); an
+// empty user lets every request in.
+func (s *GitHTTPServer) SetPassword(user, password string) {
+	s.user.Store(&[2]string{user, password})
 }
+
+func (s *GitHTTPServer) authorized(r *http.Request) bool {
+	want := s.user.Load()
+	if want[0] == "" {
+		return true
+	}
+	user, password, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(user), []byte(want[0])) == 1 &&
+		subtle.ConstantTimeCompare([]byte(password), []byte(want[1])) == 1
+}
+
+// Fetches is how many object transfers (packs) the server has sent: a poll that
+// only lists refs adds none.
+func (s *GitHTTPServer) Fetches() int { return s.packs.packs() }
 
 // RepoURL is the URL of the repository in directory name under root, without
 // credentials.
@@ -105,7 +141,8 @@ func (s *GitHTTPServer) AuthRepoURL(name string) string {
 	if err != nil {
 		panic(err) // built from httptest's URL: cannot happen
 	}
-	u.User = url.UserPassword(s.user, s.password)
+	want := s.user.Load()
+	u.User = url.UserPassword(want[0], want[1])
 	return u.String()
 }
 

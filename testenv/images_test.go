@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -119,7 +118,10 @@ type guest struct {
 // 127.0.0.1 forwarded to GuestPort, nothing restricted) and kills it when the test ends.
 func bootGuest(t *testing.T, kernel, initrd File, cmdline string) *guest {
 	t.Helper()
-	port := freePort(t)
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	g := &guest{
 		url:     fmt.Sprintf("http://127.0.0.1:%d/healthz", port),
 		qmp:     filepath.Join(t.TempDir(), "qmp.sock"),
@@ -265,33 +267,6 @@ func reachListener(t *testing.T) (port int, accepted func() int) {
 		defer mu.Unlock()
 		return n
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestBuildImagesIdempotent checks a second build rebuilds nothing: same files, same
