@@ -29,25 +29,29 @@ type daemon struct {
 	registry   *discovery.Client // the process's one Consul client
 	reconciler *reconciler.Reconciler
 	closers    []func() error
-	// secrets are the credentials in --repo, masked wherever Drover prints.
-	secrets []string
+	// secrets are the credentials Drover knows (in --repo, read from the --git-*
+	// files, the --listen-token-file token), masked wherever Drover prints; the git
+	// source adds to them as it reads its files again.
+	secrets *redact.Set
 	// listenToken guards /status when set (--listen-token-file).
 	listenToken string
 }
 
-func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
+func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set) (*daemon, error) {
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", o.stateDir, err)
 	}
-	d := &daemon{opts: o, log: log, secrets: redact.URLSecrets(o.repo)}
+	d := &daemon{opts: o, log: log, secrets: secrets}
 	if o.listenTokenFile != "" {
 		tok, err := readToken(o.listenTokenFile)
 		if err != nil {
 			return nil, err
 		}
 		d.listenToken = tok
+		secrets.Add(tok)
 	}
-	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout}, log)
+	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout,
+		Auth: o.gitAuth, Secrets: secrets}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -175,13 +179,14 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// newLogger masks secrets (and any URL's credentials) in every line.
-func newLogger(w io.Writer, format, level string, secrets []string) *slog.Logger {
+// newLogger masks secrets (and any URL's credentials) in every line, those added to the
+// set later too.
+func newLogger(w io.Writer, format, level string, secrets *redact.Set) *slog.Logger {
 	l, _ := parseLevel(level)
 	opts := &slog.HandlerOptions{Level: l}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if format == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(redact.Handler(h, secrets))
+	return slog.New(redact.SetHandler(h, secrets))
 }

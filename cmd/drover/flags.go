@@ -20,6 +20,8 @@ type options struct {
 	path   string
 	// gitTimeout bounds each git operation (a fetch, a read).
 	gitTimeout time.Duration
+	// gitAuth: how to authenticate to the repository (SSH key, token files, CA).
+	gitAuth sources.GitAuth
 	fleet      string // empty: derived from repo, branch and path (fleetName)
 	interval   time.Duration
 	driver     string
@@ -46,6 +48,16 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.path, "path", "fleet.yaml", "fleet file, or directory of *.yaml files, inside the repository")
 	fs.DurationVar(&o.gitTimeout, "git-timeout", sources.DefaultGitTimeout, "bound on each git operation (fetch, read): a git server that accepts and never\n"+
 		"answers fails the fetch instead of hanging Drover while it holds the leader lock")
+	fs.StringVar(&o.gitAuth.SSHKeyFile, "git-ssh-key", "", "private key (a deploy key) for an ssh:// --repo; needs --git-known-hosts")
+	fs.StringVar(&o.gitAuth.SSHKeyPassphraseFile, "git-ssh-key-passphrase-file", "", "file holding the passphrase of an encrypted --git-ssh-key")
+	fs.BoolVar(&o.gitAuth.SSHAgent, "git-ssh-agent", false, "authenticate an ssh:// --repo with the keys of the agent at $SSH_AUTH_SOCK (never used unless set)")
+	fs.StringVar(&o.gitAuth.KnownHostsFile, "git-known-hosts", "", "known_hosts file with the host keys of the ssh:// --repo's server (required for ssh://):\n"+
+		"an unknown, changed or @revoked host key fails the fetch, never accepted")
+	fs.StringVar(&o.gitAuth.Username, "git-username", "", "HTTP basic authentication user for an https:// --repo, with --git-password-file or --git-token-file")
+	fs.StringVar(&o.gitAuth.PasswordFile, "git-password-file", "", "file holding the password of --git-username; read again at every fetch")
+	fs.StringVar(&o.gitAuth.TokenFile, "git-token-file", "", "file holding an access token for an https:// --repo, sent as the password of --git-username\n"+
+		"(default user "+sources.DefaultTokenUser+"); read again at every fetch, so a rotated token needs no restart")
+	fs.StringVar(&o.gitAuth.CAFile, "git-ca-file", "", "PEM file of CA certificates trusted for an https:// --repo, beside the system's")
 	fs.StringVar(&o.fleet, "fleet", "", "name of this fleet (lower-case letters, digits, '-'); drover manages only the VMs and\n"+
 		"Consul instances labelled with it. Default: a hash of --repo, --branch and --path.\n"+
 		"Set it to keep a fleet's identity when its repository moves")

@@ -121,9 +121,10 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "drover %s: %v\n", cmd, err)
 		return exitUsage
 	}
-	log := newLogger(stderr, o.logFormat, o.logLevel, redact.URLSecrets(o.repo))
+	secrets := redact.NewSet(redact.URLSecrets(o.repo)...)
+	log := newLogger(stderr, o.logFormat, o.logLevel, secrets)
 
-	d, err := build(ctx, o, log)
+	d, err := build(ctx, o, log, secrets)
 	if err != nil {
 		log.Error("start-up failed", "err", err)
 		return exitFail

@@ -7,17 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/drover-dev/drover/internal/redact"
+	"github.com/drover-dev/drover/internal/secretfile"
 	"github.com/drover-dev/drover/reconciler"
 )
 
 // statusHandler serves /healthz (open: it says only "ok") and /status. With a token,
 // /status wants "Authorization: Bearer <token>": it names the revision, the plan and
 // the last error, which is more than an address on the network should learn.
-func statusHandler(r *reconciler.Runner, token string, secrets []string) http.Handler {
+func statusHandler(r *reconciler.Runner, token string, secrets *redact.Set) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -29,8 +29,8 @@ func statusHandler(r *reconciler.Runner, token string, secrets []string) http.Ha
 			return
 		}
 		st := r.Status()
-		st.Error = redact.Secrets(st.Error, secrets...)
-		st.Plan = redact.Secrets(st.Plan, secrets...)
+		st.Error = secrets.String(st.Error)
+		st.Plan = secrets.String(st.Plan)
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -58,18 +58,12 @@ func loopbackListen(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// readToken reads a bearer token from a file: one line, surrounding space ignored.
+// readToken reads a bearer token from a file: one line, surrounding space ignored,
+// bounded (a FIFO or a huge file there fails instead of blocking start-up).
 func readToken(path string) (string, error) {
-	raw, err := os.ReadFile(path)
+	tok, err := secretfile.ReadLine(path)
 	if err != nil {
 		return "", fmt.Errorf("--listen-token-file: %w", err)
-	}
-	tok := strings.TrimSpace(string(raw))
-	switch {
-	case tok == "":
-		return "", fmt.Errorf("--listen-token-file %s: empty", path)
-	case strings.ContainsAny(tok, "\r\n"):
-		return "", fmt.Errorf("--listen-token-file %s: want one line", path)
 	}
 	return tok, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/drover-dev/drover/internal/redact"
@@ -119,6 +120,14 @@ func TestReadToken(t *testing.T) {
 			t.Errorf("readToken(%s): want an error", name)
 		}
 	}
+	// A FIFO nobody writes would block start-up for ever with a plain read.
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readToken(fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("readToken(fifo): %v, want a refusal", err)
+	}
 	if _, err := readToken(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("readToken(missing): %v, want an error naming the file", err)
 	}
@@ -130,7 +139,7 @@ func TestLogsMaskRepoCredentials(t *testing.T) {
 	const repo = "https://ci:tok-9f8e7d6c@git.example/ops/fleet.git"
 	for _, format := range []string{"text", "json"} {
 		var buf bytes.Buffer
-		log := newLogger(&buf, format, "debug", redact.URLSecrets(repo))
+		log := newLogger(&buf, format, "debug", redact.NewSet(redact.URLSecrets(repo)...))
 		log.Info("fetch "+repo+" failed", "repo", repo, "err", errors.New("auth with tok-9f8e7d6c refused"))
 		log.With("url", repo).WithGroup("g").Debug("x", "why", slog.GroupValue(slog.String("u", repo)), "list", []string{repo})
 		if out := buf.String(); strings.Contains(out, "tok-9f8e7d6c") || !strings.Contains(out, "git.example/ops/fleet.git") {
