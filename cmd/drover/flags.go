@@ -21,7 +21,7 @@ type options struct {
 	// gitTimeout bounds each git operation (a fetch, a read).
 	gitTimeout time.Duration
 	// gitAuth: how to authenticate to the repository (SSH key, token files, CA).
-	gitAuth sources.GitAuth
+	gitAuth    sources.GitAuth
 	fleet      string // empty: derived from repo, branch and path (fleetName)
 	interval   time.Duration
 	driver     string
