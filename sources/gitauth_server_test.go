@@ -230,6 +230,7 @@ func TestGitRefusals(t *testing.T) {
 			if !errors.Is(err, ErrFetch) || !errors.Is(err, tt.want) {
 				t.Fatalf("Read = %v, want ErrFetch and %v", err, tt.want)
 			}
+			t.Logf("refused: %v", err)
 			for _, m := range append(tt.mentions, "127.0.0.1") {
 				if !strings.Contains(err.Error(), m) {
 					t.Errorf("error %q does not mention %q", err, m)
