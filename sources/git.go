@@ -164,16 +164,18 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 		return nil, fmt.Errorf("git source: timeout %s must be positive", cfg.Timeout)
 	}
 	r := splitCredentials(cfg.URL)
-	if cfg.Secrets == nil {
-		cfg.Secrets = redact.NewSet()
+	secrets := cfg.Secrets
+	if secrets == nil {
+		secrets = redact.NewSet()
 	}
-	cfg.Secrets.Add(r.secrets...)
+	cfg.Secrets = nil // the source's own from here on; Config does not show it
+	secrets.Add(r.secrets...)
 	plan, err := newAuthPlan(cfg.Auth, ep, r)
 	if err != nil {
 		return nil, err
 	}
 	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), log: log.With("url", r.display, "branch", cfg.Branch),
-		authPlan: plan, secrets: cfg.Secrets}
+		authPlan: plan, secrets: secrets}
 	// Read the credentials once now, so that a missing file or a wrong passphrase is
 	// found at start.
 	if _, _, err := g.callAuth(); err != nil {

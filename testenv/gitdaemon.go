@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -31,36 +32,14 @@ func ServeGitDaemon(t testing.TB, root string) *GitDaemon {
 		Unavailable(t, "git is not installed: %v", err)
 	}
 	d := &GitDaemon{packs: newPackCounter(t), stderr: &lockedBuffer{}}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ { // another process may take the port first
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("git daemon: %v", err)
-		}
+	addr := serveOnFreePort(t, "git daemon", d.stderr, func(port int) *exec.Cmd {
 		cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--informative-errors", "--verbose",
 			"--listen=127.0.0.1", "--port="+strconv.Itoa(port), "--base-path="+root, root)
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "GIT_CONFIG_NOSYSTEM=1", d.packs.configParameters())
-		cmd.Stderr = d.stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("git daemon: start: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitListening(addr, exited, 10*time.Second); lastErr == nil {
-			t.Cleanup(stop)
-			d.URL = "git://" + addr
-			return d
-		}
-		stop()
-	}
-	t.Fatalf("git daemon: %v\n%s", lastErr, d.stderr.String())
-	return nil
+		return cmd
+	})
+	d.URL = "git://" + addr
+	return d
 }
 
 // RepoURL is the URL of the repository in directory name under root.
@@ -77,6 +56,89 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// serveOnFreePort starts the server command(port) makes on a free port of 127.0.0.1,
+// in a process group of its own so that the children it forks die with it, and
+// returns its address once it accepts connections. It is killed, by process group,
+// when the test ends. A port taken by another process meanwhile means another try.
+func serveOnFreePort(t testing.TB, name string, log *lockedBuffer, command func(port int) *exec.Cmd) string {
+	t.Helper()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		cmd := command(port)
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("%s: start: %v", name, err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		stop := func() {
+			// sshd's sessions leave the group (setsid): let them end, reaped by
+			// the server, then kill what is left by PID and the group.
+			pid := cmd.Process.Pid
+			deadline := time.Now().Add(5 * time.Second)
+			for len(descendants(pid)) > 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			for _, child := range descendants(pid) {
+				_ = syscall.Kill(child, syscall.SIGKILL)
+			}
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			<-exited
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if lastErr = waitListening(addr, exited, 10*time.Second); lastErr == nil {
+			t.Cleanup(stop)
+			return addr
+		}
+		stop()
+	}
+	t.Fatalf("%s: %v\n%s", name, lastErr, log.String())
+	return ""
+}
+
+// descendants are the PIDs of the processes below pid, read from /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(fields[1]); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		for _, c := range children[next] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 // waitListening waits until addr accepts connections, the server exits, or timeout.

@@ -125,12 +125,7 @@ case "$p" in
 esac
 exec git -c uploadpack.packObjectsHook='`+s.packs.hook+`' -c safe.directory='*' upload-pack '`+root+`'"$p"
 `, 0o755)
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ { // another process may take the port first
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("sshd: %v", err)
-		}
+	s.Addr = serveOnFreePort(t, "sshd", s.log, func(port int) *exec.Cmd {
 		config := filepath.Join(dir, "sshd_config")
 		writeFile(t, config, strings.Join(append(hostKeyLines,
 			"Port "+strconv.Itoa(port),
@@ -156,28 +151,9 @@ exec git -c uploadpack.packObjectsHook='`+s.packs.hook+`' -c safe.directory='*' 
 			"PermitTunnel no",
 			"LogLevel VERBOSE",
 		), "\n")+"\n", 0o600)
-		cmd := exec.Command(sshd, "-D", "-e", "-f", config)
-		cmd.Stdout, cmd.Stderr = s.log, s.log
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("sshd: start: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitListening(addr, exited, 10*time.Second); lastErr == nil {
-			t.Cleanup(stop)
-			s.Addr = addr
-			return s
-		}
-		stop()
-	}
-	t.Fatalf("sshd: %v\n%s", lastErr, s.log.String())
-	return nil
+		return exec.Command(sshd, "-D", "-e", "-f", config)
+	})
+	return s
 }
 
 func writeFile(t testing.TB, path, content string, mode os.FileMode) {
