@@ -170,6 +170,18 @@ func newAuthPlan(a GitAuth, ep *transport.Endpoint, r remote) (*authPlan, error)
 	return p, nil
 }
 
+// CheckGitAuth checks, reading no file, that auth fits the remote at url: the first
+// check NewGit makes, for a command line to report beside its other usage errors. A
+// URL that does not parse is left for NewGit to report.
+func CheckGitAuth(url string, auth GitAuth) error {
+	ep, err := transport.NewEndpoint(url)
+	if err != nil {
+		return nil
+	}
+	_, err = newAuthPlan(auth, ep, splitCredentials(url))
+	return err
+}
+
 // callAuth is the authentication and CA bundle for one call to the remote (a ref
 // listing, a fetch), with the files read again so that a rotated token, key or CA is
 // used without a restart. Every secret read joins the set the logger, errors and

@@ -75,6 +75,8 @@ type sshPlan struct {
 	user     string
 	hostPort string // what go-git dials, for the host key algorithms to ask for
 	agent    *sshAgent
+	// knownHosts is the file parsed, kept until it changes.
+	knownHosts parsedFile[*knownhosts.HostKeyDB]
 }
 
 func newSSHPlan(a GitAuth, ep *transport.Endpoint) *sshPlan {
@@ -95,7 +97,7 @@ func newSSHPlan(a GitAuth, ep *transport.Endpoint) *sshPlan {
 
 // auth reads the key (or reaches the agent) and the known_hosts file for one call.
 func (p *sshPlan) auth(secrets *redact.Set) (transport.AuthMethod, error) {
-	db, err := loadKnownHosts(p.cfg.KnownHostsFile)
+	db, err := p.knownHosts.get(p.cfg.KnownHostsFile, loadKnownHosts)
 	if err != nil {
 		return nil, err
 	}

@@ -114,6 +114,11 @@ func (o *options) validate(withRun bool) error {
 	if o.repo == "" {
 		problems = append(problems, "--repo is required (or DROVER_REPO)")
 	}
+	if o.repo != "" {
+		if err := sources.CheckGitAuth(o.repo, o.gitAuth); err != nil {
+			problems = append(problems, redact.String(err.Error()))
+		}
+	}
 	if o.fleet != "" {
 		if err := reconciler.ValidFleet(o.fleet); err != nil {
 			problems = append(problems, "--fleet: "+err.Error())

@@ -102,6 +102,9 @@ func TestUsageErrors(t *testing.T) {
 		{"fleet ending in a dash", nil, []string{"plan", "--repo", "x", "--fleet", "prod-"}, `character '-' at 5`},
 		{"fleet too long", nil, []string{"run", "--repo", "x", "--fleet", strings.Repeat("a", 64)}, "more than 63"},
 		{"fleet from env", map[string]string{"DROVER_FLEET": "a b"}, []string{"run", "--repo", "x"}, `fleet name "a b": character ' ' at 2`},
+		{"ssh without known_hosts", map[string]string{"DROVER_GIT_SSH_KEY": "/etc/drover/key"}, []string{"run", "--repo", "ssh://git@git.lan/fleet.git"}, "needs --git-known-hosts FILE"},
+		{"token file on git://", map[string]string{"DROVER_GIT_TOKEN_FILE": "/etc/drover/token"}, []string{"plan", "--repo", "git://git.lan/fleet.git"}, "--git-token-file is for https:// repositories"},
+		{"agent from env on https", map[string]string{"DROVER_GIT_SSH_AGENT": "true"}, []string{"run", "--repo", "https://git.lan/f.git"}, "--git-ssh-agent is for ssh://"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
