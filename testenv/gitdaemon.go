@@ -48,6 +48,10 @@ func (d *GitDaemon) RepoURL(name string) string { return d.URL + "/" + name }
 // Fetches is how many object transfers (packs) the daemon has sent.
 func (d *GitDaemon) Fetches() int { return d.packs.packs() }
 
+// Transfers are the packs the server has sent, oldest first, with their object
+// counts and sizes.
+func (d *GitDaemon) Transfers() []Transfer { return d.packs.transfers() }
+
 // freePort is a TCP port on 127.0.0.1 free a moment ago.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

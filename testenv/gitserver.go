@@ -130,6 +130,10 @@ func (s *GitHTTPServer) authorized(r *http.Request) bool {
 // only lists refs adds none.
 func (s *GitHTTPServer) Fetches() int { return s.packs.packs() }
 
+// Transfers are the packs the server has sent, oldest first, with their object
+// counts and sizes.
+func (s *GitHTTPServer) Transfers() []Transfer { return s.packs.transfers() }
+
 // RepoURL is the URL of the repository in directory name under root, without
 // credentials.
 func (s *GitHTTPServer) RepoURL(name string) string { return s.URL + "/" + name }

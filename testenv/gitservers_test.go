@@ -35,7 +35,10 @@ func TestGitServersCountPacks(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		url    string
-		server interface{ Fetches() int }
+		server interface {
+			Fetches() int
+			Transfers() []Transfer
+		}
 	}{
 		{"sshd", sshd.RepoURL("fleet"), sshd},
 		{"git daemon", daemon.RepoURL("fleet"), daemon},
@@ -53,6 +56,10 @@ func TestGitServersCountPacks(t *testing.T) {
 			}
 			if got := tt.server.Fetches(); got != 1 {
 				t.Errorf("after a clone the server counts %d packs, want 1", got)
+			}
+			// A commit holds a commit, a tree and a blob.
+			if got := tt.server.Transfers(); len(got) != 1 || got[0].Objects != 3 || got[0].Bytes < 32 {
+				t.Errorf("transfers = %+v, want one pack of 3 objects", got)
 			}
 		})
 	}

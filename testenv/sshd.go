@@ -198,6 +198,10 @@ func (s *SSHServer) KnownHostsPattern() string {
 // Fetches is how many object transfers (packs) the server has sent.
 func (s *SSHServer) Fetches() int { return s.packs.packs() }
 
+// Transfers are the packs the server has sent, oldest first, with their object
+// counts and sizes.
+func (s *SSHServer) Transfers() []Transfer { return s.packs.transfers() }
+
 // Log is what sshd has logged, for failure messages.
 func (s *SSHServer) Log() string { return s.log.String() }
 
