@@ -87,10 +87,10 @@ func serveOnFreePort(t testing.TB, name string, log *lockedBuffer, command func(
 			// the server, then kill what is left by PID and the group.
 			pid := cmd.Process.Pid
 			deadline := time.Now().Add(5 * time.Second)
-			for len(descendants(pid)) > 0 && time.Now().Before(deadline) {
+			for len(escaped(pid)) > 0 && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			for _, child := range descendants(pid) {
+			for _, child := range escaped(pid) {
 				_ = syscall.Kill(child, syscall.SIGKILL)
 			}
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
@@ -107,13 +107,15 @@ func serveOnFreePort(t testing.TB, name string, log *lockedBuffer, command func(
 	return ""
 }
 
-// descendants are the PIDs of the processes below pid, read from /proc.
-func descendants(pid int) []int {
+// escaped are the PIDs of the live processes below pid (a process group leader) that
+// have left its group, read from /proc.
+func escaped(pid int) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
 	children := map[int][]int{}
+	pgid := map[int]int{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -128,8 +130,14 @@ func descendants(pid int) []int {
 		if len(fields) < 2 {
 			continue
 		}
-		if ppid, err := strconv.Atoi(fields[1]); err == nil {
+		if len(fields) < 3 || fields[0] == "Z" {
+			continue // exited, only waiting for its parent to reap it
+		}
+		ppid, err1 := strconv.Atoi(fields[1])
+		group, err2 := strconv.Atoi(fields[2])
+		if err1 == nil && err2 == nil {
 			children[ppid] = append(children[ppid], p)
+			pgid[p] = group
 		}
 	}
 	var out []int
@@ -138,7 +146,9 @@ func descendants(pid int) []int {
 		next := queue[0]
 		queue = queue[1:]
 		for _, c := range children[next] {
-			out = append(out, c)
+			if pgid[c] != pid {
+				out = append(out, c)
+			}
 			queue = append(queue, c)
 		}
 	}
