@@ -164,22 +164,9 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 		return nil, fmt.Errorf("git source: timeout %s must be positive", cfg.Timeout)
 	}
 	r := splitCredentials(cfg.URL)
-	secrets := cfg.Secrets
-	if secrets == nil {
-		secrets = redact.NewSet()
-	}
-	cfg.Secrets = nil // the source's own from here on; Config does not show it
-	secrets.Add(r.secrets...)
-	plan, err := newAuthPlan(cfg.Auth, ep, r)
-	if err != nil {
+	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), log: log.With("url", r.display, "branch", cfg.Branch)}
+	if err := g.setUpAuth(ep); err != nil {
 		return nil, err
-	}
-	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), log: log.With("url", r.display, "branch", cfg.Branch),
-		authPlan: plan, secrets: secrets}
-	// Read the credentials once now, so that a missing file or a wrong passphrase is
-	// found at start.
-	if _, _, err := g.callAuth(); err != nil {
-		return nil, fmt.Errorf("git source %s: %w", r.display, redact.Error(err, g.secrets.List()...))
 	}
 	if cfg.Dir != "" {
 		repo, err := git.PlainOpen(cfg.Dir)

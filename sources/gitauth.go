@@ -170,6 +170,27 @@ func newAuthPlan(a GitAuth, ep *transport.Endpoint, r remote) (*authPlan, error)
 	return p, nil
 }
 
+// setUpAuth checks GitConfig.Auth against the remote's protocol, takes the secrets
+// set out of the configuration (Config does not show it), and reads the credentials
+// once, so that a missing file or a wrong passphrase is found at start.
+func (g *Git) setUpAuth(ep *transport.Endpoint) error {
+	g.secrets = g.cfg.Secrets
+	if g.secrets == nil {
+		g.secrets = redact.NewSet()
+	}
+	g.cfg.Secrets = nil
+	g.secrets.Add(g.remote.secrets...)
+	plan, err := newAuthPlan(g.cfg.Auth, ep, g.remote)
+	if err != nil {
+		return err
+	}
+	g.authPlan = plan
+	if _, _, err := g.callAuth(); err != nil {
+		return fmt.Errorf("git source %s: %w", g.remote.display, redact.Error(err, g.secrets.List()...))
+	}
+	return nil
+}
+
 // CheckGitAuth checks, reading no file, that auth fits the remote at url: the first
 // check NewGit makes, for a command line to report beside its other usage errors. A
 // URL that does not parse is left for NewGit to report.

@@ -125,11 +125,8 @@ func escaped(pid int) []int {
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		// pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
 		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) < 2 {
-			continue
-		}
 		if len(fields) < 3 || fields[0] == "Z" {
 			continue // exited, only waiting for its parent to reap it
 		}
