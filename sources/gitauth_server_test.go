@@ -166,7 +166,6 @@ func TestGitHostKeyAlgorithms(t *testing.T) {
 // new commit is pushed. Each refusal is a clear error of its own, and the source keeps
 // the last good revision.
 func TestGitRefusals(t *testing.T) {
-	t.Setenv("SSH_AUTH_SOCK", "")
 	r := newAuthRepo(t)
 	const password = "pw-1b2c3d4e5f"
 	https := testenv.ServeGitHTTP(t, r.root, testenv.GitHTTPOptions{User: "drover", Password: password, TLS: true})
@@ -175,6 +174,17 @@ func TestGitRefusals(t *testing.T) {
 	other := testenv.NewSSHKey(t, "") // stands in for another server's host key
 	sshd := testenv.ServeSSH(t, r.root, deploy)
 	good := []string{sshd.KnownHostsLine("ssh-ed25519")}
+	// What go-git falls back to when left to itself: an agent holding the deploy key,
+	// and ~/.ssh/known_hosts and SSH_KNOWN_HOSTS trusting the server. Neither may
+	// rescue a refused key or host key.
+	t.Setenv("SSH_AUTH_SOCK", testenv.StartSSHAgent(t, deploy))
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("SSH_KNOWN_HOSTS", testenv.WriteKnownHosts(t, good...))
+	writeSecret(t, filepath.Join(home, ".ssh", "known_hosts"), strings.Join(good, "\n"))
 	otherKey := strings.Join(strings.Fields(other.Public)[:2], " ")
 	strangerKey, err := os.ReadFile(stranger.PrivateFile)
 	if err != nil {
