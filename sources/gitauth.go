@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -289,23 +288,4 @@ func (g *Git) authDescription() string {
 		return "with the credentials in the repository URL"
 	}
 	return "without credentials: give --git-username with --git-password-file or --git-token-file"
-}
-
-// readPassphrase reads the passphrase of an encrypted key.
-func readPassphrase(path string, secrets *redact.Set) ([]byte, error) {
-	pass, err := secretfile.ReadLine(path)
-	if err != nil {
-		return nil, fmt.Errorf("--git-ssh-key-passphrase-file: %w", err)
-	}
-	secrets.Add(pass)
-	return []byte(pass), nil
-}
-
-// sshAuthSock is where the agent listens, for --git-ssh-agent.
-func sshAuthSock() (string, error) {
-	sock := os.Getenv("SSH_AUTH_SOCK")
-	if sock == "" {
-		return "", errors.New("git source: --git-ssh-agent: SSH_AUTH_SOCK is not set")
-	}
-	return sock, nil
 }

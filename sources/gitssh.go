@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,4 +254,23 @@ func (a *sshAgent) signers() ([]ssh.Signer, error) {
 		lastErr = err
 	}
 	return nil, fmt.Errorf("list the SSH agent's keys: %w", lastErr)
+}
+
+// readPassphrase reads the passphrase of an encrypted key.
+func readPassphrase(path string, secrets *redact.Set) ([]byte, error) {
+	pass, err := secretfile.ReadLine(path)
+	if err != nil {
+		return nil, fmt.Errorf("--git-ssh-key-passphrase-file: %w", err)
+	}
+	secrets.Add(pass)
+	return []byte(pass), nil
+}
+
+// sshAuthSock is where the agent listens, for --git-ssh-agent.
+func sshAuthSock() (string, error) {
+	sock := os.Getenv("SSH_AUTH_SOCK")
+	if sock == "" {
+		return "", errors.New("git source: --git-ssh-agent: SSH_AUTH_SOCK is not set")
+	}
+	return sock, nil
 }
