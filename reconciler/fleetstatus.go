@@ -163,4 +163,3 @@ func serviceStatus(svc sources.Service, revision string, vms []hypervisor.VM, by
 	}
 	return st
 }
-
