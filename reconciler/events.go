@@ -304,7 +304,8 @@ func rolloutEnds(sp ServicePlan) bool {
 // deploy) rather than repairing or scaling the one it runs.
 func newSpec(sp ServicePlan) bool {
 	if len(sp.Current) == 0 && len(sp.Predecessors) == 0 {
-		return sp.Create > 0
+		// Nothing of the service runs: a first deploy, unless it is a stopped VM's repair.
+		return sp.Create > 0 && len(sp.Remove) == 0
 	}
 	return slices.ContainsFunc(sp.Predecessors, func(vm hypervisor.VM) bool { return vm.Meta.SpecHash != sp.SpecHash })
 }
