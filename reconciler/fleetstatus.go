@@ -109,8 +109,13 @@ func serviceStatus(svc sources.Service, revision string, vms []hypervisor.VM, by
 	}
 	counts := map[string]*VersionCount{}
 	old := 0
-	slices.SortFunc(vms, func(a, b hypervisor.VM) int { return cmp.Compare(a.Name, b.Name) })
-	for _, vm := range vms {
+	// Sorted by pointer: a VM is a large struct to move around.
+	sorted := make([]*hypervisor.VM, len(vms))
+	for i := range vms {
+		sorted[i] = &vms[i]
+	}
+	slices.SortFunc(sorted, func(a, b *hypervisor.VM) int { return cmp.Compare(a.Name, b.Name) })
+	for _, vm := range sorted {
 		inst, registered := byID[vm.Name]
 		health := "unregistered"
 		addr := ""
@@ -133,7 +138,7 @@ func serviceStatus(svc sources.Service, revision string, vms []hypervisor.VM, by
 			c.Passing++
 		}
 		switch {
-		case hash != "" && vm.Meta.SpecHash == hash && len(vm.Drift) == 0 && alive(vm):
+		case hash != "" && vm.Meta.SpecHash == hash && len(vm.Drift) == 0 && alive(*vm):
 			if passing {
 				st.Progress.Passing++
 			}
