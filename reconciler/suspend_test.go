@@ -43,7 +43,9 @@ func TestSuspendedServiceIsLeftAlone(t *testing.T) {
 			func(w *fakeWorld) bool { return w.count("web", "2") == 2 && w.count("web", "1") == 0 }},
 		{"drift", rev("c1", web1, api), func(w *fakeWorld, _ *time.Time) {
 			setVM(w, func(vm *hypervisor.VM) { vm.Drift = []string{"cpus 2, want 1"} })
-		}, rev("c1", web1, api), func(w *fakeWorld) bool { return !slices.ContainsFunc(w.listVMs(), func(vm hypervisor.VM) bool { return len(vm.Drift) > 0 }) }},
+		}, rev("c1", web1, api), func(w *fakeWorld) bool {
+			return !slices.ContainsFunc(w.listVMs(), func(vm hypervisor.VM) bool { return len(vm.Drift) > 0 })
+		}},
 		{"stopped vm", rev("c1", web1, api), func(w *fakeWorld, _ *time.Time) {
 			setVM(w, func(vm *hypervisor.VM) { vm.State = hypervisor.StateCrashed })
 		}, rev("c1", web1, api), func(w *fakeWorld) bool {
