@@ -188,3 +188,42 @@ func TestSuspendHonouredByAStandby(t *testing.T) {
 		}
 	}
 }
+
+// TestOfflineOperator: a CLI that reaches no Drover suspends, retries and reads the
+// history through Consul alone, and the running Drover honours what it did.
+func TestOfflineOperator(t *testing.T) {
+	agent := testenv.Consul(t)
+	ctx := t.Context()
+	w := newFakeWorld()
+	running := consulReconciler(t, w, consulClient(t, agent), 100)
+	mustPass(t, running, rev("c1", svc("web", "1", 1, 0)))
+	c := consulClient(t, agent)
+	cli, err := NewOffline("test", c, c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Suspend(ctx, "web", "from the cli"); err != nil {
+		t.Fatal(err)
+	}
+	before := w.webMutations()
+	mustPass(t, running, rev("c2", svc("web", "2", 1, 0)))
+	if got := w.webMutations(); !slices.Equal(got, before) {
+		t.Errorf("suspended through the CLI, web was still touched: %v", got[len(before):])
+	}
+	if err := cli.Retry(ctx, "web"); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("offline Retry without a hold: %v, want ErrNotHeld", err)
+	}
+	hist, err := cli.History(ctx, "web", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := kinds(hist); len(got) == 0 || got[len(got)-1] != EventSuspended || got[0] != EventRolloutStarted {
+		t.Errorf("offline history %v, want the running Drover's rollout first and the CLI's suspension last", got)
+	}
+	if _, err := cli.FleetStatus(ctx); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("offline FleetStatus: %v, want ErrNotRunning", err)
+	}
+	if err := cli.Reconcile(ctx); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("offline Reconcile: %v, want ErrNotRunning", err)
+	}
+}

@@ -2,7 +2,10 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 )
 
 // Operator is what operators look through and steer with: the HTTP API, the dashboard,
@@ -22,9 +25,31 @@ var (
 	_ Control = (*Operator)(nil)
 )
 
+// NewOffline is an Operator over the fleet's records in Consul alone, for a CLI that
+// reaches no running Drover: History, Suspend, Resume and Retry work as they do through
+// a running one (and a running one honours them at its next pass); FleetStatus and
+// Reconcile need a running Drover and return ErrNotRunning; Subscribe sees only this
+// process's own events.
+func NewOffline(fleet string, store FailureStore, events EventStore, log *slog.Logger) (*Operator, error) {
+	if store == nil || events == nil {
+		return nil, errors.New("offline operator: a failure store and an event store are required")
+	}
+	if err := ValidFleet(fleet); fleet != "" && err != nil {
+		return nil, fmt.Errorf("offline operator: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := Config{Fleet: fleet, Failures: store, Events: events, EventsKept: DefaultEventsKept, Log: log, Now: time.Now, OpTimeout: 2 * time.Minute}
+	return &Operator{Reconciler: &Reconciler{cfg: cfg, log: log, failed: map[string]failure{}, suspended: map[string]Suspended{}, work: newInflight()}}, nil
+}
+
 // FleetStatus is the fleet as of now: the last good revision against the VMs and
 // their Consul instances.
 func (o *Operator) FleetStatus(ctx context.Context) (FleetStatus, error) {
+	if o.Reconciler.cfg.Hypervisor == nil {
+		return FleetStatus{}, fmt.Errorf("fleet status: %w", ErrNotRunning)
+	}
 	var in statusInput
 	if o.Runner != nil {
 		rev, fetched, ok := o.Runner.Desired()
