@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -225,5 +226,28 @@ func TestOfflineOperator(t *testing.T) {
 	}
 	if err := cli.Reconcile(ctx); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("offline Reconcile: %v, want ErrNotRunning", err)
+	}
+}
+
+// BenchmarkEventToSubscriber: from emit to a live subscriber, through a real Consul's
+// ring (one transaction per event, the head read before it).
+func BenchmarkEventToSubscriber(b *testing.B) {
+	agent := testenv.Consul(b)
+	c, err := discovery.New(discovery.Config{Address: agent.Addr}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := newFakeWorld()
+	r, err := New(Config{Fleet: "bench", Hypervisor: w, Registrar: w, Health: w, Images: w, Events: c})
+	if err != nil {
+		b.Fatal(err)
+	}
+	live, cancel := r.Subscribe()
+	defer cancel()
+	for b.Loop() {
+		r.emit(b.Context(), Event{Kind: EventVMCreated, Service: "web", VMs: []string{"web-12345678-abcde"}})
+		if ev := <-live; ev.Seq == 0 {
+			b.Fatal("event not stored")
+		}
 	}
 }
