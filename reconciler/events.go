@@ -64,7 +64,8 @@ func (r *Reconciler) emit(ctx context.Context, ev Event) {
 	ev.Fleet = r.cfg.Fleet
 	ev.Reason = r.redactReason(ev.Reason)
 	if len(ev.VMs) > maxEventVMs {
-		ev.Reason = truncate(fmt.Sprintf("%s (and %d more VMs)", ev.Reason, len(ev.VMs)-maxEventVMs), maxEventReason)
+		more := fmt.Sprintf(" (and %d more VMs)", len(ev.VMs)-maxEventVMs)
+		ev.Reason = truncate(ev.Reason, maxEventReason-len(more)) + more
 		ev.VMs = ev.VMs[:maxEventVMs]
 	}
 	e := &r.events

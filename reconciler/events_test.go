@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -185,4 +186,48 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestEventReasonsRedactedAndBounded: credentials never reach an event, and a huge
+// reason or VM list is cut to a size any store takes.
+func TestEventReasonsRedactedAndBounded(t *testing.T) {
+	r := fakeReconciler(t, newFakeWorld(), func(c *Config) { c.Secrets = []string{"s3cret-token"} })
+	r.emit(t.Context(), Event{Kind: EventRolloutFailed, Reason: "image https://bob:hunter2@images.lan/x.qcow2: 404 (token s3cret-token)"})
+	many := make([]string, 1000)
+	for i := range many {
+		many[i] = fmt.Sprintf("web-%08d-abcde", i)
+	}
+	r.emit(t.Context(), Event{Kind: EventRolledBack, VMs: many, Reason: strings.Repeat("é", 5000)})
+	hist := must(r.History(t.Context(), "", 0))
+	if reason := hist[0].Reason; strings.Contains(reason, "hunter2") || strings.Contains(reason, "s3cret-token") {
+		t.Errorf("reason %q shows a credential", reason)
+	}
+	big := hist[1]
+	if len(big.Reason) > maxEventReason || len(big.VMs) != maxEventVMs || !strings.Contains(big.Reason, "744 more VMs") {
+		t.Errorf("bounded event: reason %d bytes (%q…), %d VMs; want <= %d bytes naming the 744 left out, %d VMs",
+			len(big.Reason), truncate(big.Reason, 40), len(big.VMs), maxEventReason, maxEventVMs)
+	}
+}
+
+// TestSlowSubscriberNeverBlocks: a subscriber that never reads keeps its buffer's worth
+// and loses the rest; emitting and storing go on.
+func TestSlowSubscriberNeverBlocks(t *testing.T) {
+	r := fakeReconciler(t, newFakeWorld(), nil)
+	slow, stop := r.Subscribe() // never read until the end
+	defer stop()
+	const n = 3 * subscriberBuffer
+	for i := range n {
+		r.emit(t.Context(), Event{Kind: EventChaos, Reason: fmt.Sprint(i)})
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := r.FlushEvents(ctx); err != nil {
+		t.Fatalf("the writer is held by a subscriber that does not read: %v", err)
+	}
+	if got := len(must(r.History(ctx, "", 0))); got != n {
+		t.Errorf("history has %d events, want all %d", got, n)
+	}
+	if got := drain(slow); len(got) != subscriberBuffer || got[0].Seq != 1 {
+		t.Errorf("the slow subscriber got %d events from seq %v, want its first %d", len(got), seqs(got[:1]), subscriberBuffer)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -36,7 +37,7 @@ type statusInput struct {
 // fleetStatus reads the world (VMs, instances, held revisions, suspensions) once and
 // lays it against the desired revision. It reads and never acts.
 func (r *Reconciler) fleetStatus(ctx context.Context, in statusInput) (FleetStatus, error) {
-	out := FleetStatus{Fleet: r.cfg.Fleet, Leader: in.leader, LastFetch: in.lastFetch, LastPass: in.lastPass, Error: in.err, Services: []ServiceStatus{}}
+	out := FleetStatus{Fleet: r.cfg.Fleet, Leader: in.leader, LastFetch: in.lastFetch, LastPass: in.lastPass, Error: redact.Secrets(in.err, r.cfg.Secrets...), Services: []ServiceStatus{}}
 	all, err := r.cfg.Hypervisor.List(ctx)
 	if err != nil {
 		return out, fmt.Errorf("fleet status: list vms: %w", err)
@@ -72,7 +73,7 @@ func (r *Reconciler) fleetStatus(ctx context.Context, in statusInput) (FleetStat
 			st := serviceStatus(svc, in.rev.Commit, byService[svc.Name], byID, busy[svc.Name])
 			if f, ok := failed[svc.Name]; ok && f.Revision == in.rev.Commit && f.SpecHash == SpecHash(svc) {
 				// Only while its commit is the desired one: a fixing commit ends it.
-				st.Held = &Hold{Revision: f.Revision, Reason: f.Reason, At: f.At}
+				st.Held = &Hold{Revision: f.Revision, Reason: r.redactReason(f.Reason), At: f.At}
 				st.Phase = PhaseHeld
 			}
 			if s, ok := suspended[svc.Name]; ok {

@@ -60,7 +60,7 @@ func (l *Leader) emit(ctx context.Context, lease *discovery.Leadership, kind Eve
 	}
 	fctx := WithFence(ctx, lease)
 	l.Reconciler.emit(fctx, Event{Kind: kind, Reason: reason})
-	fl, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	fl, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
 	defer cancel()
 	_ = l.Reconciler.FlushEvents(fl)
 }

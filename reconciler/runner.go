@@ -45,6 +45,9 @@ type Runner struct {
 	kick     chan struct{}
 }
 
+// flushTimeout bounds the wait for the last events to be stored when the loop stops.
+const flushTimeout = 10 * time.Second
+
 // ErrNotRunning is returned by Reconcile when no pass runs in this process: it is not
 // started, has stopped, or stands by for the leader lock.
 var ErrNotRunning = errors.New("no reconcile loop running here (standing by, or stopped)")
@@ -156,7 +159,15 @@ func (r *Runner) Status() Status {
 // in the background between passes; Run waits for them before it returns, so cancelling
 // ctx ends them at their next step, as a signal always did.
 func (r *Runner) Run(ctx context.Context) error {
-	defer r.Reconciler.Wait()
+	defer func() {
+		r.Reconciler.Wait()
+		// The last rollouts' events are stored before the process may exit.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+		defer cancel()
+		if err := r.Reconciler.FlushEvents(fctx); err != nil {
+			r.Reconciler.log.Warn("some events were not stored before stopping", "err", err)
+		}
+	}()
 	r.setRunning(true)
 	defer r.setRunning(false)
 	r.mu.Lock()
