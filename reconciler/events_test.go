@@ -73,6 +73,8 @@ func TestEventsOfRollouts(t *testing.T) {
 		}, []EventKind{EventRolloutStarted, EventVMCreated, EventVMCreated, EventRolloutFailed, EventRolledBack, EventRevisionHeld}},
 		{"held: nothing happens", func() error { mustPass(t, r, rev("c3", bad)); return nil }, nil},
 		{"retry", func() error { return r.Retry(t.Context(), "web") }, []EventKind{EventRevisionReleased}},
+		{"released: tried again", func() error { mustPass(t, r, rev("c3", bad)); return nil },
+			[]EventKind{EventRolloutStarted, EventVMCreated, EventVMCreated, EventRolloutFailed, EventRolledBack, EventRevisionHeld}},
 	}
 	var all []EventKind
 	seen := 0
@@ -121,8 +123,8 @@ func TestEventsOfRollouts(t *testing.T) {
 	if ev := byKind(EventRevisionHeld, "c3"); !strings.Contains(ev.Reason, "deadline") {
 		t.Errorf("revision_held reason %q, want the gate's deadline", ev.Reason)
 	}
-	if got, _ := r.History(t.Context(), "web", 3); len(got) != 3 || got[2].Kind != EventRevisionReleased {
-		t.Errorf("History(web, 3): %v, want the last 3 ending in revision_released", kinds(got))
+	if got, _ := r.History(t.Context(), "web", 3); len(got) != 3 || got[0].Kind != EventRolloutFailed || got[2].Kind != EventRevisionHeld {
+		t.Errorf("History(web, 3): %v, want the last 3, from rollout_failed to revision_held", kinds(got))
 	}
 	if got, _ := r.History(t.Context(), "api", 0); len(got) != 0 {
 		t.Errorf("History(api): %v, want none", kinds(got))
