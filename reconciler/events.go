@@ -280,17 +280,28 @@ func truncate(s string, n int) string {
 	return s[:i] + "…"
 }
 
-// rolloutBegins reports whether a step starts a rollout: it boots the first VMs of a
-// spec that replaces others (or of a service's first deploy). Later steps, a scale-up,
-// a drift repair and the restoring of a held service's predecessors are no rollout start.
-func rolloutBegins(sp ServicePlan) bool {
-	return sp.Create > 0 && len(sp.Current) == 0 && sp.Held == "" && newSpec(sp)
+// rolloutBegins reports whether a step starts a rollout: it acts toward a spec that
+// replaces others (or a service's first deploy) of which no VM exists yet, and this
+// Drover has not announced it (a rolling step that only retires comes first, and the
+// next one still finds no VM of the new spec). A scale-up, a drift repair and the
+// restoring of a held service's predecessors start none.
+func (r *Reconciler) rolloutBegins(sp ServicePlan) bool {
+	if sp.Held != "" || len(sp.Current) > 0 || (sp.Create == 0 && len(sp.RetireFirst) == 0) || !newSpec(sp) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.announced[sp.Service] == sp.SpecHash {
+		return false
+	}
+	r.announced[sp.Service] = sp.SpecHash
+	return true
 }
 
 // rolloutEnds reports whether a step that succeeded leaves the rollout done: no VM of
 // another spec is left and the desired spec has all its replicas.
-func rolloutEnds(sp ServicePlan) bool {
-	if sp.Held != "" || !newSpec(sp) || len(sp.Current)+sp.Create < sp.Replicas {
+func (r *Reconciler) rolloutEnds(sp ServicePlan) bool {
+	if sp.Held != "" || len(sp.Current)+sp.Create < sp.Replicas {
 		return false
 	}
 	for _, vm := range sp.Predecessors {
@@ -298,7 +309,22 @@ func rolloutEnds(sp ServicePlan) bool {
 			return false
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// The last step of a rolling rollout may only add the last VM of the new spec.
+	if !newSpec(sp) && r.announced[sp.Service] != sp.SpecHash {
+		return false
+	}
+	delete(r.announced, sp.Service)
 	return true
+}
+
+// rolloutOver forgets the announced rollout of service: it ended, so a retry of the same
+// spec is a new one.
+func (r *Reconciler) rolloutOver(service string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.announced, service)
 }
 
 // newSpec reports whether the service is moving to a spec (a new version, a first

@@ -233,3 +233,40 @@ func TestSlowSubscriberNeverBlocks(t *testing.T) {
 		t.Errorf("the slow subscriber got %d events from seq %v, want its first %d", len(got), seqs(got[:1]), subscriberBuffer)
 	}
 }
+
+// TestRollingRolloutAnnouncedOnce: a rolling rollout without surge takes many passes,
+// the first of which only retires; it is announced once, before anything it does, and
+// succeeds once, at its end.
+func TestRollingRolloutAnnouncedOnce(t *testing.T) {
+	w := newFakeWorld()
+	r := fakeReconciler(t, w, nil)
+	rolling := func(version string) sources.Service {
+		s := svc("web", version, 3, 0)
+		s.Update.Strategy, s.Update.MaxSurge, s.Update.MaxUnavailable = sources.StrategyRolling, 0, 1
+		return s
+	}
+	for range 10 {
+		mustPass(t, r, rev("c1", rolling("1")))
+	}
+	seen := len(must(r.History(t.Context(), "", 0)))
+	for range 20 {
+		mustPass(t, r, rev("c2", rolling("2")))
+	}
+	if w.count("web", "2") != 3 || w.count("web", "1") != 0 {
+		t.Fatalf("rolling rollout did not complete: %d of version 2, %d of version 1", w.count("web", "2"), w.count("web", "1"))
+	}
+	got := kinds(must(r.History(t.Context(), "", 0))[seen:])
+	count := func(k EventKind) int {
+		n := 0
+		for _, g := range got {
+			if g == k {
+				n++
+			}
+		}
+		return n
+	}
+	if len(got) == 0 || got[0] != EventRolloutStarted || got[len(got)-1] != EventRolloutSucceeded ||
+		count(EventRolloutStarted) != 1 || count(EventRolloutSucceeded) != 1 || count(EventVMCreated) != 3 || count(EventVMRetired) != 3 {
+		t.Errorf("events of a rolling rollout without surge: %v; want one start first, 3 created, 3 retired, one success last", got)
+	}
+}

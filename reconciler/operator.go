@@ -41,7 +41,7 @@ func NewOffline(fleet string, store FailureStore, events EventStore, log *slog.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := Config{Fleet: fleet, Failures: store, Events: events, EventsKept: DefaultEventsKept, Log: log, Now: time.Now, OpTimeout: 2 * time.Minute}
-	return &Operator{Reconciler: &Reconciler{cfg: cfg, log: log, failed: map[string]failure{}, suspended: map[string]Suspended{}, work: newInflight()}}, nil
+	return &Operator{Reconciler: &Reconciler{cfg: cfg, log: log, failed: map[string]failure{}, suspended: map[string]Suspended{}, announced: map[string]string{}, work: newInflight()}}, nil
 }
 
 // FleetStatus is the fleet as of now: the last good revision against the VMs and

@@ -104,6 +104,9 @@ type Reconciler struct {
 	events  events
 	// suspended are the suspended services without a FailureStore to keep them in.
 	suspended map[string]Suspended
+	// announced is the spec each service's running rollout was announced for
+	// (rollout_started), so a multi-step rollout announces itself once.
+	announced map[string]string
 }
 
 // New returns a Reconciler.
@@ -154,7 +157,7 @@ func New(cfg Config) (*Reconciler, error) {
 	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}, passed: map[string]bool{},
 		started: cfg.Now(), lastBurn: map[string]time.Time{}, work: newInflight(),
 		creates: make(chan struct{}, cfg.MaxParallelCreates), gc: imageGC{revisions: map[string]*sources.Fleet{}},
-		suspended: map[string]Suspended{}}, nil
+		suspended: map[string]Suspended{}, announced: map[string]string{}}, nil
 }
 
 // RolloutError is a rollout that failed its health gate (or could not create its VMs).

@@ -54,6 +54,10 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		return r.retire(ctx, log, sp.Retire, r.cfg.PruneDrain, r.cfg.PruneShutdownTimeout, "service removed from the fleet")
 	}
 
+	if r.rolloutBegins(sp) {
+		r.emit(ctx, Event{Kind: EventRolloutStarted, Service: svc.Name, Revision: revision, Version: svc.Version, VMs: names(sp.Predecessors),
+			Reason: fmt.Sprintf("%s to %d replica(s), replacing %d VM(s)", svc.Update.Strategy, svc.Replicas, len(sp.Predecessors))})
+	}
 	why := "retired by the rollout of version " + svc.Version
 	// Rolling: predecessors the strategy lets go before this step's VMs exist.
 	if err := r.retire(ctx, log, sp.RetireFirst, svc.Update.Drain, svc.Update.ShutdownTimeout, why); err != nil {
@@ -67,7 +71,7 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 	if err := r.retire(ctx, log, sp.Retire, svc.Update.Drain, svc.Update.ShutdownTimeout, why); err != nil {
 		return err
 	}
-	if rolloutEnds(sp) {
+	if r.rolloutEnds(sp) {
 		r.emit(ctx, Event{Kind: EventRolloutSucceeded, Service: svc.Name, Revision: revision, Version: svc.Version,
 			Reason: fmt.Sprintf("%d replica(s) of version %s passing", svc.Replicas, svc.Version)})
 	}
@@ -80,10 +84,6 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision string, svc sources.Service, sp ServicePlan) error {
 	if err := ctx.Err(); err != nil {
 		return err
-	}
-	if rolloutBegins(sp) {
-		r.emit(ctx, Event{Kind: EventRolloutStarted, Service: svc.Name, Revision: revision, Version: svc.Version, VMs: names(sp.Predecessors),
-			Reason: fmt.Sprintf("%s to %d replica(s), replacing %d VM(s)", svc.Update.Strategy, svc.Replicas, len(sp.Predecessors))})
 	}
 	var spec hypervisor.Spec
 	if sp.Create > 0 {
@@ -98,6 +98,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 				return fmt.Errorf("rollout of %s waits for its images: %w", svc.Name, err)
 			}
 			rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err, RolledBack: true}
+			r.rolloutOver(svc.Name)
 			r.emit(ctx, Event{Kind: EventRolloutFailed, Service: svc.Name, Revision: revision, Version: svc.Version, Reason: err.Error()})
 			r.recordFailure(ctx, svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
 			log.Error("rollout failed before any VM was created", "version", svc.Version, "err", err)
@@ -169,6 +170,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	}
 
 	rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err}
+	r.rolloutOver(svc.Name)
 	r.emit(ctx, Event{Kind: EventRolloutFailed, Service: svc.Name, Revision: revision, Version: svc.Version, VMs: names(created), Reason: err.Error()})
 	r.cfg.Hook(PointRollback)
 	if svc.Update.AutoRollback {
