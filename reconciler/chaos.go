@@ -58,7 +58,7 @@ func (r *Reconciler) chaos(ctx context.Context, log *slog.Logger, p Plan) bool {
 	burnt := false
 	for _, sp := range p.Services {
 		svc, ok := p.fleet.Service(sp.Service)
-		if !ok || svc.Chaos == nil || !sp.Noop() || sp.InProgress || sp.Held != "" || svc.Replicas < 2 || len(sp.Current) != svc.Replicas {
+		if !ok || svc.Chaos == nil || !sp.Noop() || sp.InProgress || sp.Held != "" || sp.Suspended != nil || svc.Replicas < 2 || len(sp.Current) != svc.Replicas {
 			continue
 		}
 		r.mu.Lock()
@@ -86,8 +86,10 @@ func (r *Reconciler) chaos(ctx context.Context, log *slog.Logger, p Plan) bool {
 		r.lastBurn[svc.Name] = now
 		r.mu.Unlock()
 		log.Warn("chaos: terminating a healthy instance; it will be replaced", "service", svc.Name, "vm", victim, "event", "chaos", "interval", svc.Chaos.Interval, "window", svc.Chaos.Window.String())
+		reason := fmt.Sprintf("burn and rebuild: a healthy instance is terminated every %s (window %s); the next pass replaces it", svc.Chaos.Interval, svc.Chaos.Window.String())
 		started := r.work.start(svc.Name, func() error {
-			if err := r.retire(ctx, log.With("service", svc.Name), []hypervisor.VM{byName[victim]}, svc.Update.Drain, svc.Update.ShutdownTimeout); err != nil {
+			r.emit(ctx, Event{Kind: EventChaos, Service: svc.Name, Revision: byName[victim].Meta.Revision, Version: svc.Version, VMs: []string{victim}, Reason: reason})
+			if err := r.retire(ctx, log.With("service", svc.Name), []hypervisor.VM{byName[victim]}, svc.Update.Drain, svc.Update.ShutdownTimeout, "chaos"); err != nil {
 				return fmt.Errorf("chaos on %s: %w", svc.Name, err)
 			}
 			return nil

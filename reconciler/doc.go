@@ -7,6 +7,11 @@
 // whatever exists. A commit that would need more of the host than its Budget is refused
 // before anything changes, and only a leader acts (Fence).
 //
+// What happens is recorded as Events, kept per fleet in a bounded ring in Consul and
+// delivered live; operators look through a View (status, history) and steer through a
+// Control (suspend, resume, retry, reconcile), both implemented by Operator. A suspended
+// service is left exactly as it is by every pass, on every Drover of the fleet.
+//
 // The package owns the small interfaces it needs from the others (Hypervisor, Registrar,
 // Health, FailureStore, Images, Source) and translates between their types: sources,
 // hypervisor and discovery never import each other.

@@ -40,11 +40,7 @@ func (r *Reconciler) failures(ctx context.Context) (map[string]failure, error) {
 
 // failuresPrefix is where the fleet's failed rollouts are kept, one key per service.
 func (r *Reconciler) failuresPrefix() string {
-	fleet := r.cfg.Fleet
-	if fleet == "" {
-		fleet = "-" // never a valid fleet name
-	}
-	return "drover/fleets/" + fleet + "/failed/"
+	return fleetKV(r.cfg.Fleet) + "failed/"
 }
 
 // recordFailure remembers that service's rollout failed, in memory and in the FailureStore.
@@ -55,6 +51,7 @@ func (r *Reconciler) recordFailure(ctx context.Context, service string, f failur
 	r.mu.Lock()
 	r.failed[service] = f
 	r.mu.Unlock()
+	r.emit(ctx, Event{Kind: EventRevisionHeld, Service: service, Revision: f.Revision, Reason: f.Reason + " (not tried again until a new commit or a retry)"})
 	if r.cfg.Failures == nil {
 		return
 	}

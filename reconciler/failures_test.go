@@ -27,6 +27,14 @@ func (m *mapStore) KVPut(_ context.Context, key string, value []byte) error {
 	return nil
 }
 
+func (m *mapStore) KVDelete(_ context.Context, key string) error {
+	if m.failing {
+		return errStoreDown
+	}
+	delete(m.kv, key)
+	return nil
+}
+
 func (m *mapStore) KVList(_ context.Context, prefix string) (map[string][]byte, error) {
 	if m.failing {
 		return nil, errStoreDown

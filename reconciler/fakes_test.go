@@ -35,6 +35,8 @@ type fakeWorld struct {
 	sweeps int
 	// creating and maxCreating are the Create calls in flight, now and at most.
 	creating, maxCreating int
+	// unhealthy are versions whose instances never pass their check.
+	unhealthy map[string]bool
 }
 
 func newFakeWorld() *fakeWorld {
@@ -121,8 +123,12 @@ func (w *fakeWorld) Register(_ context.Context, reg discovery.Registration) erro
 	w.mutate("register " + reg.ID)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	status := discovery.StatusPassing
+	if w.unhealthy[reg.Meta["version"]] {
+		status = discovery.StatusCritical
+	}
 	w.instances[reg.ID] = discovery.Instance{ID: reg.ID, Service: reg.Service, Address: reg.Address, Port: reg.Port,
-		Tags: reg.Tags, Meta: reg.Meta, Status: discovery.StatusPassing}
+		Tags: reg.Tags, Meta: reg.Meta, Status: status}
 	return nil
 }
 
@@ -206,7 +212,14 @@ func (w *fakeWorld) WaitPassing(ctx context.Context, _ string, ids []string, _ t
 	}
 }
 
-func (w *fakeWorld) Probe(context.Context, discovery.Registration) error { return nil }
+func (w *fakeWorld) Probe(_ context.Context, reg discovery.Registration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.unhealthy[reg.Meta["version"]] {
+		return errFake
+	}
+	return nil
+}
 
 // Get resolves any artifact to a path named after its digest.
 func (w *fakeWorld) Get(_ context.Context, a sources.Artifact) (string, error) {

@@ -40,11 +40,20 @@ type Health interface {
 }
 
 // FailureStore is a small durable store (Consul KV) for what a pass learns and the world
-// cannot tell again: which revisions failed. With it, a restarted Drover, or a standby
-// taking over, does not try a failed revision again.
+// cannot tell again: which revisions failed, and which services an operator suspended.
+// With it, a restarted Drover, or a standby taking over, does not try a failed revision
+// again nor touch a suspended service. KVDelete is an operator's retry or resume.
 type FailureStore interface {
 	KVPut(ctx context.Context, key string, value []byte) error
 	KVList(ctx context.Context, prefix string) (map[string][]byte, error)
+	KVDelete(ctx context.Context, key string) error
+}
+
+// EventStore keeps the fleet's events in a bounded ring (Consul KV), shared by every
+// Drover of the fleet, so a restarted one or a standby taking over keeps the history.
+type EventStore interface {
+	RingAppend(ctx context.Context, ring discovery.Ring, encode func(seq uint64) ([]byte, error)) (uint64, error)
+	RingRead(ctx context.Context, ring discovery.Ring) (head uint64, values [][]byte, err error)
 }
 
 // Images resolves a golden image to a verified local file.

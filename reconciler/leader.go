@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/drover-dev/drover/discovery"
@@ -41,6 +42,27 @@ type Leader struct {
 	Log  *slog.Logger
 	// Backoff paces the attempts to reach Consul for the lock. Zero: 1 s to 30 s.
 	Backoff backoff.Backoff
+	// Reconciler, optional, records leader_acquired and leader_lost in its events.
+	Reconciler *Reconciler
+
+	leading atomic.Bool
+}
+
+// Leading reports whether this process holds the fleet's lock now.
+func (l *Leader) Leading() bool { return l.leading.Load() }
+
+// emit records a leadership change under the term's fence: a leader whose lease
+// lapsed stores nothing (its successor's leader_acquired tells the change), one that
+// hands the lock back stores its leader_lost before it does.
+func (l *Leader) emit(ctx context.Context, lease *discovery.Leadership, kind EventKind, reason string) {
+	if l.Reconciler == nil {
+		return
+	}
+	fctx := WithFence(ctx, lease)
+	l.Reconciler.emit(fctx, Event{Kind: kind, Reason: reason})
+	fl, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+	defer cancel()
+	_ = l.Reconciler.FlushEvents(fl)
 }
 
 // releaseTimeout bounds handing the lock back, so a stopping Drover exits even when
@@ -87,7 +109,15 @@ func (l *Leader) Run(ctx context.Context, work func(context.Context) error) erro
 		}
 		bo.Reset()
 		log.Info("became leader", "key", key, "session", lease.Session(), "holder", holder)
+		l.leading.Store(true)
+		l.emit(ctx, lease, EventLeaderAcquired, holder+" leads")
 		lost, err := workWhileLeading(ctx, lease, work)
+		l.leading.Store(false)
+		if lost {
+			l.emit(ctx, lease, EventLeaderLost, holder+": leadership lapsed")
+		} else {
+			l.emit(ctx, lease, EventLeaderLost, holder+" stopped leading")
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		if rerr := lease.Release(rctx); rerr != nil && !errors.Is(rerr, discovery.ErrUnavailable) {
 			log.Warn("release leader lock", "key", key, "err", rerr)

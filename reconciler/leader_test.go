@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +44,12 @@ func TestLeaderLosesAndWaitsAgain(t *testing.T) {
 	key := LeaderKey(fleet)
 	finished := errors.New("second term done")
 	calls := 0
+	var l *Leader
 	work := func(ctx context.Context) error {
 		calls++
+		if !l.Leading() {
+			return errors.New("work runs while Leading() says false")
+		}
 		if calls > 1 {
 			return finished
 		}
@@ -64,9 +69,22 @@ func TestLeaderLosesAndWaitsAgain(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l := &Leader{Elector: c, Fleet: fleet, Log: leaderTestLog(t)}
+	rec := consulReconciler(t, newFakeWorld(), c, 100)
+	live, stop := rec.Subscribe()
+	defer stop()
+	l = &Leader{Elector: c, Fleet: fleet, Log: leaderTestLog(t), Reconciler: rec}
 	if err := l.Run(ctx, work); !errors.Is(err, finished) {
 		t.Fatalf("Leader.Run: want %v, got %v", finished, err)
+	}
+	if l.Leading() {
+		t.Error("Leading() after Run returned")
+	}
+	// The lapsed term's leader_lost is live only: its lease could not fence the write.
+	if got, want := kinds(drain(live)), []EventKind{EventLeaderAcquired, EventLeaderLost, EventLeaderAcquired, EventLeaderLost}; !slices.Equal(got, want) {
+		t.Errorf("live leader events %v, want %v", got, want)
+	}
+	if got, want := kinds(must(rec.History(ctx, "", 0))), []EventKind{EventLeaderAcquired, EventLeaderAcquired, EventLeaderLost}; !slices.Equal(got, want) {
+		t.Errorf("stored leader events %v, want %v", got, want)
 	}
 	if calls != 2 {
 		t.Errorf("work ran %d times, want 2 (one per term)", calls)

@@ -63,6 +63,9 @@ type ServicePlan struct {
 	Register []hypervisor.VM
 	// Held says why a rollout is not attempted (its revision already failed).
 	Held string
+	// Suspended, when set, says an operator suspended the service: the plan leaves it
+	// exactly as it is.
+	Suspended *Suspended
 	// InProgress: a rollout of this service is running in the background; this plan is
 	// not acted on (the next pass plans again from what then exists).
 	InProgress bool
@@ -111,6 +114,8 @@ type planInput struct {
 	// Passed are the instances this Drover has seen passing: a VM that passed once is
 	// not waited for as a rollout in progress when it fails later.
 	Passed map[string]bool
+	// Suspended are the services an operator suspended, left as they are.
+	Suspended map[string]Suspended
 }
 
 // plan diffs desired against observed. It is pure: the same inputs give the same plan.
@@ -124,9 +129,11 @@ func plan(in planInput) Plan {
 		vmNames[vm.Name] = true
 	}
 	instances := map[string]discovery.Instance{}
+	suspended := in.Suspended
 	for _, in := range obs.Instances {
 		instances[in.ID] = in
-		if !vmNames[in.ID] {
+		// A suspended service's registrations are left as they are too.
+		if _, off := suspended[in.Service]; !vmNames[in.ID] && !off {
 			p.Orphans = append(p.Orphans, in.ID)
 		}
 	}
@@ -144,6 +151,11 @@ func plan(in planInput) Plan {
 	sort.Strings(gone)
 	for _, name := range gone {
 		sp := ServicePlan{Service: name, Prune: true}
+		if s, ok := in.Suspended[name]; ok {
+			sp.Suspended = &s
+			p.Services = append(p.Services, sp)
+			continue
+		}
 		for _, vm := range byService[name] {
 			// A paused one too: its service is gone, so nobody will look at it.
 			if alive(vm) || vm.State == hypervisor.StatePausedIOError {
@@ -179,6 +191,12 @@ func planService(inp planInput, svc sources.Service, vms []hypervisor.VM, instan
 			}
 			sp.Current = append(sp.Current, vm)
 		}
+	}
+	if s, ok := inp.Suspended[svc.Name]; ok {
+		// Left exactly as it is: not even a stopped VM is removed.
+		sp.Suspended = &s
+		sp.Remove = nil
+		return sp
 	}
 	for _, vm := range append(slices.Clone(sp.Current), sp.Predecessors...) {
 		if _, ok := instances[vm.Name]; !ok {
@@ -295,6 +313,9 @@ func (p Plan) String() string {
 		}
 		if s.Held != "" {
 			fmt.Fprintf(&b, "  held: %s\n", s.Held)
+		}
+		if s.Suspended != nil {
+			fmt.Fprintf(&b, "  suspended since %s: left as it is until resumed\n", s.Suspended.At.Format(time.RFC3339))
 		}
 		for _, vm := range s.IOError {
 			fmt.Fprintf(&b, "  %s is paused by an I/O error (disk full?): kept, not serving; destroy it by hand once looked at\n", vm.Name)

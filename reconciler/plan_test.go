@@ -46,14 +46,6 @@ func passing(vms ...hypervisor.VM) []discovery.Instance {
 	return out
 }
 
-func names(vms []hypervisor.VM) []string {
-	out := []string{}
-	for _, vm := range vms {
-		out = append(out, vm.Name)
-	}
-	return out
-}
-
 func TestPlan(t *testing.T) {
 	v1 := testService("web", "1", 2)
 	v2 := testService("web", "2", 2)

@@ -66,6 +66,13 @@ type Config struct {
 	// MaxParallelCreates bounds the VM creates in flight at once, across services: each
 	// copies an image and starts a QEMU. Default 4.
 	MaxParallelCreates int
+	// Events, optional, keeps the fleet's events in a ring of the last EventsKept
+	// (default 1000) under drover/fleets/<fleet>/events/ in Consul KV, shared by every
+	// Drover of the fleet. Without it they are kept in memory only.
+	Events     EventStore
+	EventsKept int
+	// Secrets are masked in event reasons (the credentials of the repository URL, say).
+	Secrets []string
 }
 
 // Reconciler runs passes. It keeps only what cannot be read back from the world: the
@@ -94,6 +101,12 @@ type Reconciler struct {
 	work    *inflight     // rollouts running in the background, by service
 	creates chan struct{} // semaphore of MaxParallelCreates
 	gc      imageGC
+	events  events
+	// suspended are the suspended services without a FailureStore to keep them in.
+	suspended map[string]Suspended
+	// announced is the spec each service's running rollout was announced for
+	// (rollout_started), so a multi-step rollout announces itself once.
+	announced map[string]string
 }
 
 // New returns a Reconciler.
@@ -137,10 +150,14 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.MaxParallelCreates <= 0 {
 		cfg.MaxParallelCreates = 4
 	}
+	if cfg.EventsKept <= 0 {
+		cfg.EventsKept = DefaultEventsKept
+	}
 	cfg.Budget = cfg.Budget.orDefault(DefaultBudget())
 	return &Reconciler{cfg: cfg, log: cfg.Log, failed: map[string]failure{}, failingSince: map[string]time.Time{}, passed: map[string]bool{},
 		started: cfg.Now(), lastBurn: map[string]time.Time{}, work: newInflight(),
-		creates: make(chan struct{}, cfg.MaxParallelCreates), gc: imageGC{revisions: map[string]*sources.Fleet{}}}, nil
+		creates: make(chan struct{}, cfg.MaxParallelCreates), gc: imageGC{revisions: map[string]*sources.Fleet{}},
+		suspended: map[string]Suspended{}, announced: map[string]string{}}, nil
 }
 
 // RolloutError is a rollout that failed its health gate (or could not create its VMs).
@@ -209,11 +226,15 @@ func (r *Reconciler) plan(ctx context.Context, rev sources.Revision) (Plan, Obse
 	if err != nil {
 		return Plan{}, Observed{}, err
 	}
+	suspended, err := r.suspensions(ctx)
+	if err != nil {
+		return Plan{}, Observed{}, err
+	}
 	fleet, restoring := r.rollbackTargets(ctx, rev, obs, failed)
 	return plan(planInput{
 		Revision: rev.Commit, Fleet: fleet, Obs: obs, Failed: failed, Now: now,
 		FailingSince: failing, Passed: passed, ReplaceUnhealthyAfter: r.cfg.ReplaceUnhealthyAfter,
-		Restoring: restoring,
+		Restoring: restoring, Suspended: suspended,
 	}), obs, nil
 }
 

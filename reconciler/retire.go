@@ -31,15 +31,18 @@ func (r *Reconciler) removeNeverPassed(ctx context.Context, log *slog.Logger, sv
 		log.Warn("removing vm that never passed its check", "vm", vm.Name, "event", "repair", "healthy_deadline", svc.Update.HealthyDeadline)
 		if err := r.remove(ctx, log, vm); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		r.emit(ctx, retiredEvent(vm, fmt.Sprintf("never passed its check within healthy_deadline %s; the next pass boots a replacement", svc.Update.HealthyDeadline)))
 	}
 	return errors.Join(errs...)
 }
 
 // retire drains VMs that are serving: maintenance mode takes them out of Consul's
 // passing results, clients get `drain` to move away, then each is shut down, destroyed
-// and deregistered. A VM whose maintenance could not be set is left running.
-func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervisor.VM, drain, shutdownTimeout time.Duration) error {
+// and deregistered. A VM whose maintenance could not be set is left running. why is the
+// reason its vm_retired event gives.
+func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervisor.VM, drain, shutdownTimeout time.Duration, why string) error {
 	if len(vms) == 0 {
 		return nil
 	}
@@ -101,6 +104,7 @@ func (r *Reconciler) retire(ctx context.Context, log *slog.Logger, vms []hypervi
 				mu.Unlock()
 				return
 			}
+			r.emit(ctx, retiredEvent(vm, why))
 			log.Info("retired vm", "vm", vm.Name, "version", vm.Meta.Version)
 		}()
 	}

@@ -22,12 +22,17 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 	var errs []error
 	for name, why := range sp.Replace {
 		log.Warn("replacing vm", "vm", name, "event", "repair", "reason", why)
+		if goesNow(sp, name) {
+			r.emit(ctx, Event{Kind: EventDriftRepaired, Service: svc.Name, Revision: revision, Version: svc.Version, VMs: []string{name}, Reason: why})
+		}
 	}
 	for _, vm := range sp.Remove {
 		log.Warn("removing vm that is not running", "vm", vm.Name, "event", "repair", "state", vm.State)
 		if err := r.remove(ctx, log, vm); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		r.emit(ctx, removedEvent(sp, vm))
 	}
 	for _, vm := range sp.Register {
 		// Consul does not have it (restarted without its state, or Drover stopped
@@ -46,11 +51,16 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		return errors.Join(errs...)
 	}
 	if sp.Prune {
-		return r.retire(ctx, log, sp.Retire, r.cfg.PruneDrain, r.cfg.PruneShutdownTimeout)
+		return r.retire(ctx, log, sp.Retire, r.cfg.PruneDrain, r.cfg.PruneShutdownTimeout, "service removed from the fleet")
 	}
 
+	if r.rolloutBegins(sp) {
+		r.emit(ctx, Event{Kind: EventRolloutStarted, Service: svc.Name, Revision: revision, Version: svc.Version, VMs: names(sp.Predecessors),
+			Reason: fmt.Sprintf("%s to %d replica(s), replacing %d VM(s)", svc.Update.Strategy, svc.Replicas, len(sp.Predecessors))})
+	}
+	why := "retired by the rollout of version " + svc.Version
 	// Rolling: predecessors the strategy lets go before this step's VMs exist.
-	if err := r.retire(ctx, log, sp.RetireFirst, svc.Update.Drain, svc.Update.ShutdownTimeout); err != nil {
+	if err := r.retire(ctx, log, sp.RetireFirst, svc.Update.Drain, svc.Update.ShutdownTimeout, why); err != nil {
 		return err
 	}
 	if sp.Create > 0 || len(sp.Retire) > 0 || len(sp.Pending) > 0 {
@@ -58,7 +68,14 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 			return err
 		}
 	}
-	return r.retire(ctx, log, sp.Retire, svc.Update.Drain, svc.Update.ShutdownTimeout)
+	if err := r.retire(ctx, log, sp.Retire, svc.Update.Drain, svc.Update.ShutdownTimeout, why); err != nil {
+		return err
+	}
+	if r.rolloutEnds(sp) {
+		r.emit(ctx, Event{Kind: EventRolloutSucceeded, Service: svc.Name, Revision: revision, Version: svc.Version,
+			Reason: fmt.Sprintf("%d replica(s) of version %s passing", svc.Replicas, svc.Version)})
+	}
+	return nil
 }
 
 // rollout creates the missing VMs and waits until every VM of the desired spec passes
@@ -81,6 +98,8 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 				return fmt.Errorf("rollout of %s waits for its images: %w", svc.Name, err)
 			}
 			rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err, RolledBack: true}
+			r.rolloutOver(svc.Name)
+			r.emit(ctx, Event{Kind: EventRolloutFailed, Service: svc.Name, Revision: revision, Version: svc.Version, Reason: err.Error()})
 			r.recordFailure(ctx, svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
 			log.Error("rollout failed before any VM was created", "version", svc.Version, "err", err)
 			return rerr
@@ -151,6 +170,8 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	}
 
 	rerr := &RolloutError{Service: svc.Name, Revision: revision, Err: err}
+	r.rolloutOver(svc.Name)
+	r.emit(ctx, Event{Kind: EventRolloutFailed, Service: svc.Name, Revision: revision, Version: svc.Version, VMs: names(created), Reason: err.Error()})
 	r.cfg.Hook(PointRollback)
 	if svc.Update.AutoRollback {
 		doomed := created
@@ -178,6 +199,9 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		rerr.RolledBack = len(errs) == 0
 		if len(errs) > 0 {
 			rerr.Err = errors.Join(append([]error{err}, errs...)...)
+		} else {
+			r.emit(ctx, Event{Kind: EventRolledBack, Service: svc.Name, Revision: revision, Version: svc.Version, VMs: names(doomed),
+				Reason: fmt.Sprintf("destroyed the new VMs; %d predecessor(s) keep serving", len(sp.Predecessors))})
 		}
 	}
 	if !svc.Update.AutoRollback {
@@ -267,6 +291,7 @@ func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc source
 		return hypervisor.VM{}, &createError{vm: spec.Name, err: err}
 	}
 	r.cfg.Hook(PointCreated)
+	r.emit(ctx, Event{Kind: EventVMCreated, Service: svc.Name, Revision: spec.Meta.Revision, Version: svc.Version, VMs: []string{vm.Name}})
 	log.Info("created vm", "vm", vm.Name, "address", fmt.Sprintf("%s:%d", vm.Address, vm.Port))
 	return vm, nil
 }

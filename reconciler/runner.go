@@ -31,6 +31,110 @@ type Runner struct {
 
 	mu     sync.Mutex
 	status Status
+	// desired is the last good revision and when the source was last read well.
+	desired   sources.Revision
+	lastFetch time.Time
+	// running while Run loops. begun counts the rounds (a source read, then a pass)
+	// that started, done those that ended, roundErr the last one's error; progress is
+	// closed and replaced when a round ends. kick starts a round at once (Reconcile).
+	running  bool
+	begun    uint64
+	done     uint64
+	roundErr error
+	progress chan struct{}
+	kick     chan struct{}
+}
+
+// flushTimeout bounds the wait for the last events to be stored when the loop stops.
+const flushTimeout = 10 * time.Second
+
+// ErrNotRunning is returned by Reconcile when no pass runs in this process: it is not
+// started, has stopped, or stands by for the leader lock.
+var ErrNotRunning = errors.New("no reconcile loop running here (standing by, or stopped)")
+
+// Reconcile starts a round now instead of at the next interval, and returns once a
+// round that began after the call has read the source and started its pass, with that
+// round's error (reading the source, or the pass's own). Rollouts the pass starts go on
+// in the background.
+func (r *Runner) Reconcile(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.running {
+		r.mu.Unlock()
+		return ErrNotRunning
+	}
+	target := r.begun + 1
+	kick := r.kickLocked()
+	r.mu.Unlock()
+	select {
+	case kick <- struct{}{}:
+	default: // a kick is already pending
+	}
+	for {
+		r.mu.Lock()
+		switch {
+		case r.done >= target:
+			err := r.roundErr
+			r.mu.Unlock()
+			return err
+		case !r.running:
+			r.mu.Unlock()
+			return ErrNotRunning
+		}
+		progress := r.progressLocked()
+		r.mu.Unlock()
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return fmt.Errorf("reconcile: %w", ctx.Err())
+		}
+	}
+}
+
+// Desired is the last good revision read (ok false before the first) and when the
+// source was last read without error.
+func (r *Runner) Desired() (rev sources.Revision, lastFetch time.Time, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.desired, r.lastFetch, r.desired.Fleet != nil
+}
+
+func (r *Runner) kickLocked() chan struct{} {
+	if r.kick == nil {
+		r.kick = make(chan struct{}, 1)
+	}
+	return r.kick
+}
+
+func (r *Runner) progressLocked() chan struct{} {
+	if r.progress == nil {
+		r.progress = make(chan struct{})
+	}
+	return r.progress
+}
+
+// beginRound counts a round that starts now.
+func (r *Runner) beginRound() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.begun++
+	return r.begun
+}
+
+// endRound records round n's outcome and wakes Reconcile's waiters.
+func (r *Runner) endRound(n uint64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done, r.roundErr = n, err
+	close(r.progressLocked())
+	r.progress = nil
+}
+
+func (r *Runner) setRunning(on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running = on
+	close(r.progressLocked())
+	r.progress = nil
 }
 
 // Status is what the runner last saw, for the status endpoint.
@@ -55,7 +159,20 @@ func (r *Runner) Status() Status {
 // in the background between passes; Run waits for them before it returns, so cancelling
 // ctx ends them at their next step, as a signal always did.
 func (r *Runner) Run(ctx context.Context) error {
-	defer r.Reconciler.Wait()
+	defer func() {
+		r.Reconciler.Wait()
+		// The last rollouts' events are stored before the process may exit.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+		defer cancel()
+		if err := r.Reconciler.FlushEvents(fctx); err != nil {
+			r.Reconciler.log.Warn("some events were not stored before stopping", "err", err)
+		}
+	}()
+	r.setRunning(true)
+	defer r.setRunning(false)
+	r.mu.Lock()
+	kick := r.kickLocked()
+	r.mu.Unlock()
 	log := r.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -70,6 +187,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		haveRev bool
 	)
 	for {
+		round := r.beginRound()
 		rev, err := r.Source.Read(ctx)
 		if err == nil {
 			// A commit over the host budget is held like one that does not parse.
@@ -81,6 +199,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				log.Info("tracking revision", "revision", shortRev(rev.Commit), "services", len(rev.Fleet.Services))
 			}
 			last, haveRev = rev, true
+			r.setDesired(rev)
 		case ctx.Err() != nil:
 			return nil
 		default:
@@ -98,6 +217,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 
 		var wait time.Duration
+		if !haveRev {
+			r.endRound(round, err)
+		}
 		if haveRev {
 			res, perr := r.Reconciler.Start(ctx, last)
 			if ctx.Err() != nil {
@@ -105,6 +227,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			converged := perr == nil && res.Err == nil && !res.Changed && len(res.InProgress) == 0
 			r.record(last.Commit, err, res, perr, converged)
+			r.endRound(round, errors.Join(err, perr))
 			switch {
 			case perr != nil:
 				log.Error("pass failed, nothing changed", "revision", shortRev(last.Commit), "err", perr)
@@ -155,10 +278,18 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-r.Wake:
 			t.Stop()
+		case <-kick:
+			t.Stop()
 		case <-finished:
 			t.Stop()
 		}
 	}
+}
+
+func (r *Runner) setDesired(rev sources.Revision) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.desired, r.lastFetch = rev, time.Now().UTC()
 }
 
 func (r *Runner) setError(commit string, err error) {

@@ -92,7 +92,8 @@ type ServiceStatus struct {
 	Replicas int    `json:"replicas"` // desired
 	// Versions counts the running instances per version, passing and total.
 	Versions []VersionCount `json:"versions"`
-	// Phase is "converged", "rolling-out", "held", "suspended" or "pruning".
+	// Phase is "converged", "rolling-out", "held", "suspended" or "pruning"; "unknown"
+	// where no desired revision is known (a standby).
 	Phase    string   `json:"phase"`
 	Progress Progress `json:"progress"`
 	// Held is the failed revision kept from being retried, nil when none.

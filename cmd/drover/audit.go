@@ -68,6 +68,11 @@ func (a auditedRegistry) KVPut(ctx context.Context, key string, value []byte) er
 	return a.Client.KVPut(ctx, key, value)
 }
 
+func (a auditedRegistry) KVDelete(ctx context.Context, key string) error {
+	a.log.Debug(auditMsg, "op", "kv-delete", "key", key)
+	return a.Client.KVDelete(ctx, key)
+}
+
 var (
 	_ reconciler.Hypervisor   = auditedDriver{}
 	_ reconciler.Registrar    = auditedRegistry{}
