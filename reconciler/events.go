@@ -12,7 +12,6 @@ import (
 
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor"
-	"github.com/drover-dev/drover/internal/redact"
 )
 
 // Bounds of one event, so a rollback of many VMs or a long error never makes an entry
@@ -265,7 +264,7 @@ func fleetKV(fleet string) string {
 
 // redactReason masks credentials in a reason and bounds it.
 func (r *Reconciler) redactReason(s string) string {
-	return truncate(redact.Secrets(s, r.cfg.Secrets...), maxEventReason)
+	return truncate(r.cfg.Secrets.String(s), maxEventReason)
 }
 
 // truncate bounds s to n bytes, on a rune boundary.

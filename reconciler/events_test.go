@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -193,7 +194,7 @@ func must[T any](v T, err error) T {
 // TestEventReasonsRedactedAndBounded: credentials never reach an event, and a huge
 // reason or VM list is cut to a size any store takes.
 func TestEventReasonsRedactedAndBounded(t *testing.T) {
-	r := fakeReconciler(t, newFakeWorld(), func(c *Config) { c.Secrets = []string{"s3cret-token"} })
+	r := fakeReconciler(t, newFakeWorld(), func(c *Config) { c.Secrets = redact.NewSet("s3cret-token") })
 	r.emit(t.Context(), Event{Kind: EventRolloutFailed, Reason: "image https://bob:hunter2@images.lan/x.qcow2: 404 (token s3cret-token)"})
 	many := make([]string, 1000)
 	for i := range many {

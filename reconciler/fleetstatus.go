@@ -10,7 +10,6 @@ import (
 
 	"github.com/drover-dev/drover/discovery"
 	"github.com/drover-dev/drover/hypervisor"
-	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -37,7 +36,7 @@ type statusInput struct {
 // fleetStatus reads the world (VMs, instances, held revisions, suspensions) once and
 // lays it against the desired revision. It reads and never acts.
 func (r *Reconciler) fleetStatus(ctx context.Context, in statusInput) (FleetStatus, error) {
-	out := FleetStatus{Fleet: r.cfg.Fleet, Leader: in.leader, LastFetch: in.lastFetch, LastPass: in.lastPass, Error: redact.Secrets(in.err, r.cfg.Secrets...), Services: []ServiceStatus{}}
+	out := FleetStatus{Fleet: r.cfg.Fleet, Leader: in.leader, LastFetch: in.lastFetch, LastPass: in.lastPass, Error: r.cfg.Secrets.String(in.err), Services: []ServiceStatus{}}
 	all, err := r.cfg.Hypervisor.List(ctx)
 	if err != nil {
 		return out, fmt.Errorf("fleet status: list vms: %w", err)

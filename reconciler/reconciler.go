@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -71,8 +72,9 @@ type Config struct {
 	// Drover of the fleet. Without it they are kept in memory only.
 	Events     EventStore
 	EventsKept int
-	// Secrets are masked in event reasons (the credentials of the repository URL, say).
-	Secrets []string
+	// Secrets are masked in event reasons and status (the credentials of the repository
+	// URL, a token read from a file, say). It grows while Drover runs; nil holds none.
+	Secrets *redact.Set
 }
 
 // Reconciler runs passes. It keeps only what cannot be read back from the world: the

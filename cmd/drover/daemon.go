@@ -77,7 +77,9 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 	}
 	audited := auditedRegistry{registry, log}
 	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
-		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter, Budget: o.limits.budget(), ImageGCGrace: o.imageGCGrace})
+		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter, Budget: o.limits.budget(), ImageGCGrace: o.imageGCGrace,
+		// The raw client: ring appends are fenced by the reconciler already.
+		Events: registry, Secrets: secrets})
 	if err != nil {
 		d.close()
 		return nil, err
@@ -167,7 +169,7 @@ func (d *daemon) run(ctx context.Context) error {
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}
-	leader := &reconciler.Leader{Elector: d.registry, Fleet: d.opts.fleetName(), Once: d.opts.once, Log: d.log}
+	leader := &reconciler.Leader{Elector: d.registry, Fleet: d.opts.fleetName(), Once: d.opts.once, Log: d.log, Reconciler: d.reconciler}
 	return leader.Run(ctx, runner.Run)
 }
 
