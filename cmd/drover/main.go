@@ -29,6 +29,7 @@ Usage:
   drover run      --repo URL|PATH [flags]   track the repository and reconcile the fleet
   drover plan     --repo URL|PATH [flags]   print what a pass would do; change nothing
   drover validate [FILE|DIR]                check a fleet file (default fleet.yaml)
+  drover schema                             print the fleet file's JSON Schema (for editors)
   drover version                            print the version
 
 Run 'drover run -h' or 'drover plan -h' for their flags. Every flag can also be set
@@ -59,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(ctx, cmd, rest, stdout, stderr)
 	case "validate":
 		return runValidate(rest, stdout, stderr)
+	case "schema":
+		return runSchema(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "drover %s\n", version)
 		return exitOK
@@ -94,6 +97,29 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	fmt.Fprintf(stdout, "%s: valid, %d service(s)\n", path, len(fleet.Services))
+	return exitOK
+}
+
+func runSchema(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("schema", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: drover schema > fleet.schema.json\n\nPrint the JSON Schema (draft 2020-12) of the fleet file, for editors; drover validate stays the authority.")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	if _, err := stdout.Write(sources.Schema()); err != nil {
+		fmt.Fprintf(stderr, "drover schema: %v\n", err)
+		return exitFail
+	}
 	return exitOK
 }
 
