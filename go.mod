@@ -3,10 +3,12 @@ module github.com/drover-dev/drover
 go 1.26.7
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/digitalocean/go-qemu v0.0.0-20250212194115-ee9b0668d242
 	github.com/go-git/go-git/v5 v5.19.3
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
+	golang.org/x/term v0.46.0
 	gopkg.in/yaml.v3 v3.0.1
 	libvirt.org/go/libvirt v1.11010.0
 	libvirt.org/go/libvirtxml v1.12008.0

@@ -25,7 +25,8 @@ import (
 type daemon struct {
 	opts       options
 	log        *slog.Logger
-	source     *sources.Git
+	git        *sources.Git
+	source     *recordingSource  // git, remembering the last revision read
 	registry   *discovery.Client // the process's one Consul client
 	reconciler *reconciler.Reconciler
 	closers    []func() error
@@ -51,7 +52,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.source = git
+	d.git, d.source = git, &recordingSource{Source: git}
 	images, err := sources.NewImageCache(o.limits.imageCache(filepath.Join(o.stateDir, "images")), log)
 	if err != nil {
 		return nil, err
@@ -111,17 +112,16 @@ func (d *daemon) close() {
 	}
 }
 
-func (d *daemon) plan(ctx context.Context, out io.Writer) error {
+func (d *daemon) plan(ctx context.Context) (string, error) {
 	rev, err := d.source.Read(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	p, err := d.reconciler.Plan(ctx, rev)
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = io.WriteString(out, p.String())
-	return err
+	return p.String(), nil
 }
 
 func (d *daemon) run(ctx context.Context) error {
@@ -159,7 +159,7 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	d.log.Info("drover running", "version", version, "repo", d.git.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}

@@ -147,7 +147,21 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "drover %s: %v\n", cmd, err)
 		return exitUsage
 	}
-	log := newLogger(stderr, o.logFormat, o.logLevel, redact.URLSecrets(o.repo))
+	// plan and run --once end: on a terminal they show each service's rollout as it
+	// goes, with the log lines above it; elsewhere they log its changes.
+	var prog *progress
+	logOut := stderr
+	if !withRun || o.once {
+		title := "drover plan"
+		if withRun {
+			title = "drover run --once"
+		}
+		prog = newProgress(stderr, title)
+		if prog.tty != nil {
+			logOut = prog
+		}
+	}
+	log := newLogger(logOut, o.logFormat, o.logLevel, redact.URLSecrets(o.repo))
 
 	d, err := build(ctx, o, log)
 	if err != nil {
@@ -155,15 +169,28 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		return exitFail
 	}
 	defer d.close()
+	stopProgress := func() {}
+	if prog != nil {
+		prog.log = log
+		stopProgress = prog.start(ctx, d.source.rollouts(d.reconciler))
+	}
 
 	if !withRun {
-		if err := d.plan(ctx, stdout); err != nil {
+		text, err := d.plan(ctx)
+		stopProgress()
+		if err != nil {
+			log.Error("plan failed", "err", err)
+			return exitFail
+		}
+		if _, err := io.WriteString(stdout, text); err != nil {
 			log.Error("plan failed", "err", err)
 			return exitFail
 		}
 		return exitOK
 	}
-	if err := d.run(ctx); err != nil {
+	err = d.run(ctx)
+	stopProgress()
+	if err != nil {
 		log.Error("drover run failed", "err", err)
 		return exitFail
 	}
