@@ -14,10 +14,11 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 
 # Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
 # bindings, busybox-static and cpio for the test guests; systemd (systemd-analyze),
-# vagrant and vagrant-libvirt to check dist/drover.service and the Vagrantfile.
+# vagrant and vagrant-libvirt to check dist/drover.service and the Vagrantfile; nodejs to
+# check the fleet schema's patterns as editors (ECMA-262) read them.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
-	systemd vagrant vagrant-libvirt
+	systemd vagrant vagrant-libvirt nodejs
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -467,4 +468,37 @@ func probeParser(t *testing.T, path []string) (string, []string) {
 	}
 	t.Fatalf("no \"unknown field … allowed: …\" error for the probe at %v: %v\n%s", path, perr, data)
 	return "", nil
+}
+
+// Editors run the schema's patterns as ECMA-262 regular expressions with the u flag
+// (yaml-language-server does), not as Go's: each must compile there, and mean the same
+// on the bounds of memory and on printable text. Node.js is the ECMA-262 engine at hand.
+func TestSchemaPatternsAreECMA262(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		testenv.Unavailable(t, "node not installed (Debian package nodejs)")
+	}
+	script := `
+const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const pats = [];
+(function walk(o) {
+  if (Array.isArray(o)) { o.forEach(walk); return; }
+  if (o && typeof o === "object") for (const [k, v] of Object.entries(o)) { if (k === "pattern") pats.push(v); else walk(v); }
+})(s);
+for (const p of pats) { try { new RegExp(p, "u"); } catch (e) { console.log("does not compile: " + p + ": " + e.message); } }
+const mem = new RegExp(s.$defs.service.properties.memory.pattern, "u");
+const printable = new RegExp(s.$defs.printable.pattern, "u");
+const got = [mem.test("16MiB"), mem.test("15MiB"), mem.test("1024GiB"), mem.test("1025GiB"), printable.test("été 1"), printable.test("a\tb"), printable.test("a\u00a0b")];
+console.log(pats.length + " patterns; " + got.join(" "));
+`
+	cmd := exec.Command(node, "-e", script)
+	cmd.Stdin = bytes.NewReader(Schema())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	got := strings.TrimSpace(string(out))
+	if strings.Contains(got, "does not compile") || !strings.HasSuffix(got, "patterns; true false true false true false false") {
+		t.Errorf("ECMA-262 reading of the schema's patterns:\n%s\nwant every pattern compiling, then: true false true false true false false", got)
+	}
 }
