@@ -32,6 +32,7 @@ Usage:
   drover schema                             print the fleet file's JSON Schema (for editors)
   drover version                            print the version
 
+On a terminal, run --once and plan show each service's rollout as it goes.
 Run 'drover run -h' or 'drover plan -h' for their flags. Every flag can also be set
 with DROVER_<FLAG> in the environment (DROVER_REPO, DROVER_LIBVIRT_URI, …).
 `
