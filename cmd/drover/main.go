@@ -158,6 +158,7 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 			title = "drover run --once"
 		}
 		prog = newProgress(stderr, title)
+		prog.secrets = redact.URLSecrets(o.repo)
 		if prog.tty != nil {
 			logOut = prog
 		}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 )
@@ -38,6 +39,9 @@ type progress struct {
 	log   *slog.Logger
 	title string
 	now   func() time.Time
+	// secrets are masked in what the terminal shows without the logger (errors and
+	// hold reasons), as the logger masks them in log lines.
+	secrets []string
 
 	mu    sync.Mutex
 	tty   io.Writer // nil when not a terminal
@@ -108,7 +112,7 @@ func (p *progress) update(ctx context.Context, read rolloutsFunc) {
 	defer p.mu.Unlock()
 	if err != nil {
 		if ctx.Err() == nil {
-			p.readError = err.Error()
+			p.readError = redact.Secrets(err.Error(), p.secrets...)
 		}
 		return
 	}
@@ -216,7 +220,7 @@ func (p *progress) block() []string {
 			}
 		}
 		if s.Held != nil {
-			line += "  " + s.Held.Reason
+			line += "  " + redact.Secrets(s.Held.Reason, p.secrets...)
 		}
 		lines = append(lines, line)
 	}

@@ -146,6 +146,7 @@ func TestProgressBlock(t *testing.T) {
 		{Name: "web", Version: "2", Phase: reconciler.PhaseRollingOut, Progress: reconciler.Progress{Passing: 1, Wanted: 2, Started: now.Add(-3 * time.Second)}},
 		{Name: "api", Version: "1", Phase: reconciler.PhaseHeld, Progress: reconciler.Progress{Wanted: 1},
 			Held: &reconciler.Hold{Reason: "not healthy within healthy_deadline 10s\nbecause " + strings.Repeat("x", 80)}},
+		{Name: "db", Version: "1", Phase: reconciler.PhaseHeld, Held: &reconciler.Hold{Reason: "https://u:hunter2@h/"}},
 	}
 	read := func(context.Context) ([]reconciler.ServiceStatus, bool, error) { return state, true, nil }
 
@@ -154,7 +155,8 @@ func TestProgressBlock(t *testing.T) {
 	first := screen.String()
 	want := "drover run --once  0:00\n" +
 		"  web   rolling-out  2  1/2 passing  0:03\n" +
-		"  api   held         1  0/1 passing  not healthy within he…\n"
+		"  api   held         1  0/1 passing  not healthy within he…\n" +
+		"  db    held         1  0/0 passing  https://u:xxxxx@h/\n"
 	if first != want {
 		t.Fatalf("first frame:\n got %q\nwant %q", first, want)
 	}
@@ -165,7 +167,7 @@ func TestProgressBlock(t *testing.T) {
 
 	screen.Reset()
 	io.WriteString(p, "time=… level=INFO msg=\"vm created\"\n")
-	if got, want := screen.String(), "\r\x1b[3A\x1b[J"+"time=… level=INFO msg=\"vm created\"\n"+first; got != want {
+	if got, want := screen.String(), "\r\x1b[4A\x1b[J"+"time=… level=INFO msg=\"vm created\"\n"+first; got != want {
 		t.Errorf("a log line:\n got %q\nwant %q", got, want)
 	}
 
@@ -175,7 +177,7 @@ func TestProgressBlock(t *testing.T) {
 	state[0].Phase = reconciler.PhaseConverged
 	p.update(context.Background(), read)
 	p.render()
-	if got := screen.String(); !strings.HasPrefix(got, "\r\x1b[3A\x1b[J") || !strings.Contains(got, "  web   converged    2  2/2 passing  0:02\n") {
+	if got := screen.String(); !strings.HasPrefix(got, "\r\x1b[4A\x1b[J") || !strings.Contains(got, "  web   converged    2  2/2 passing  0:02\n") {
 		t.Errorf("converged frame (took the 2 s it was seen rolling out):\n%q", got)
 	}
 	for _, line := range strings.Split(strings.TrimSuffix(p.lines[2], "\n"), "\n") {
