@@ -148,8 +148,8 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		fmt.Fprintf(stderr, "drover %s: %v\n", cmd, err)
 		return exitUsage
 	}
-	// plan and run --once end: on a terminal they show each service's rollout as it
-	// goes, with the log lines above it; elsewhere they log its changes.
+	// plan and run --once show each service's rollout as it goes: on a terminal in
+	// place, under the log lines (which then go through it); elsewhere as log lines.
 	var prog *progress
 	logOut := stderr
 	if !withRun || o.once {
