@@ -38,12 +38,18 @@ func TestProgressOnTerminal(t *testing.T) {
 	runOnce := append([]string{"run", "--once", "--listen", "", "--interval", "1s"}, common...)
 
 	repo.Commit(t, map[string]string{"fleet.yaml": images.FleetYAML(testenv.Service{Name: service, Version: "1", Replicas: 1})}, "v1")
+	began := time.Now()
 	code, out := onTerminal(t, runOnce...)
+	took := time.Since(began)
 	if code != exitOK {
 		t.Fatalf("run --once on a terminal: exit %d\n%q", code, out)
 	}
-	if n := len(cursorUpClear.FindAllString(out, -1)); n < 3 {
-		t.Errorf("run --once on a terminal redrew %d times in place, want at least 3:\n%q", n, out)
+	// Each log line moves the block down once; beyond those, at most one redraw per
+	// progressRedraw.
+	redraws, logLines := len(cursorUpClear.FindAllString(out, -1)), strings.Count(out, "time=")
+	if redraws < 3 || redraws > logLines+int(took/progressRedraw)+2 {
+		t.Errorf("run --once on a terminal redrew %d times in place in %s with %d log lines, want at least 3 and at most one per %s besides the log lines:\n%q",
+			redraws, took.Round(time.Millisecond), logLines, progressRedraw, out)
 	}
 	for _, want := range []string{"drover run --once", service + "  rolling-out  1  0/1 passing", `msg="rollout healthy"`} {
 		if !strings.Contains(out, want) {
