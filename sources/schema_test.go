@@ -3,6 +3,7 @@ package sources
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -124,7 +125,49 @@ func TestSchemaREADMEFleets(t *testing.T) {
 			valid++
 		}
 	}
+	if valid == 0 {
+		t.Error("no fleet in the README is valid: show at least one complete example")
+	}
 	t.Logf("%d of %d README fleets are valid", valid, len(readmeFleets(t)))
+}
+
+// Required-ness, and the fields one requires of another, agree: each field of two
+// complete valid fleets is left out in turn, and the parser and the schema reach the
+// same verdict on what is left.
+func TestSchemaAgreesOnEachFieldLeftOut(t *testing.T) {
+	sch := compileSchema(t)
+	for _, base := range []string{fullFleet, minimal("")} {
+		var doc map[string]any
+		if err := yaml.Unmarshal([]byte(base), &doc); err != nil {
+			t.Fatal(err)
+		}
+		for i, svc := range doc["services"].([]any) {
+			forEachField(svc.(map[string]any), "", func(path string, drop func() (restore func())) {
+				restore := drop()
+				defer restore()
+				data, err := yaml.Marshal(doc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				agree(t, sch, fmt.Sprintf("services[%d] without %s", i, path), string(data))
+			})
+		}
+	}
+}
+
+// forEachField calls fn for each field under m, with a function that removes it and
+// returns how to put it back.
+func forEachField(m map[string]any, prefix string, fn func(path string, drop func() (restore func()))) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		fn(prefix+k, func() func() {
+			delete(m, k)
+			return func() { m[k] = v }
+		})
+		if sub, ok := v.(map[string]any); ok {
+			forEachField(sub, prefix+k+".", fn)
+		}
+	}
 }
 
 // The fleets the tests deploy validate.
