@@ -25,8 +25,7 @@ import (
 type daemon struct {
 	opts       options
 	log        *slog.Logger
-	git        *sources.Git
-	source     *recordingSource  // git, remembering the last revision read
+	source     *sources.Git
 	registry   *discovery.Client // the process's one Consul client
 	reconciler *reconciler.Reconciler
 	closers    []func() error
@@ -34,6 +33,8 @@ type daemon struct {
 	secrets []string
 	// listenToken guards /status when set (--listen-token-file).
 	listenToken string
+	// tracked is source remembering the last revision read, for the progress display.
+	tracked *recordingSource
 }
 
 func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
@@ -52,7 +53,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.git, d.source = git, &recordingSource{Source: git}
+	d.source, d.tracked = git, &recordingSource{Source: git}
 	images, err := sources.NewImageCache(o.limits.imageCache(filepath.Join(o.stateDir, "images")), log)
 	if err != nil {
 		return nil, err
@@ -113,7 +114,7 @@ func (d *daemon) close() {
 }
 
 func (d *daemon) plan(ctx context.Context) (string, error) {
-	rev, err := d.source.Read(ctx)
+	rev, err := d.tracked.Read(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -137,7 +138,7 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 	})
 	runner := &reconciler.Runner{
-		Source:     d.source,
+		Source:     d.tracked,
 		Reconciler: d.reconciler,
 		Interval:   d.opts.interval,
 		Once:       d.opts.once,
@@ -159,7 +160,7 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", d.git.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}

@@ -174,7 +174,7 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 	stopProgress := func() {}
 	if prog != nil {
 		prog.log = log
-		stopProgress = prog.start(ctx, d.source.rollouts(d.reconciler))
+		stopProgress = prog.start(ctx, d.tracked.rollouts(d.reconciler))
 	}
 
 	if !withRun {
