@@ -22,7 +22,7 @@ import (
 
 // How often the progress display reads the fleet, and redraws at most.
 const (
-	progressRead   = 250 * time.Millisecond
+	progressRead   = 500 * time.Millisecond
 	progressRedraw = 100 * time.Millisecond
 )
 
