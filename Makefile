@@ -14,10 +14,13 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 
 # Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
 # bindings, busybox-static and cpio for the test guests, git and OpenSSH for the real git
-# servers the tests run (git daemon, git http-backend, sshd).
+# servers the tests run (git daemon, git http-backend, sshd); systemd (systemd-analyze),
+# vagrant and vagrant-libvirt to check dist/drover.service and the Vagrantfile; nodejs to
+# check the fleet schema's patterns as editors (ECMA-262) read them.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
-	openssh-server openssh-client
+	openssh-server openssh-client \
+	systemd vagrant vagrant-libvirt nodejs
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 

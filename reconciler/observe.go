@@ -17,16 +17,27 @@ func (r *Reconciler) observe(ctx context.Context) (Observed, error) {
 	if err := r.cfg.Health.Ping(ctx); err != nil {
 		return Observed{}, fmt.Errorf("observe: consul: %w", err)
 	}
+	obs, others, err := r.read(ctx)
+	if err != nil {
+		return Observed{}, err
+	}
+	r.noteOtherFleets(others)
+	r.cfg.Hook(PointObserved)
+	return obs, nil
+}
+
+// read lists this fleet's VMs and Consul instances, and counts the VMs of other fleets
+// by fleet. It only reads: progress displays call it while passes run.
+func (r *Reconciler) read(ctx context.Context) (obs Observed, others map[string]int, err error) {
 	all, err := r.cfg.Hypervisor.List(ctx)
 	if err != nil {
-		return Observed{}, fmt.Errorf("observe: list vms: %w", err)
+		return Observed{}, nil, fmt.Errorf("observe: list vms: %w", err)
 	}
 	allInstances, err := r.cfg.Health.Instances(ctx, Tag)
 	if err != nil {
-		return Observed{}, fmt.Errorf("observe: consul instances: %w", err)
+		return Observed{}, nil, fmt.Errorf("observe: consul instances: %w", err)
 	}
-	var obs Observed
-	others := map[string]int{} // VMs of other fleets, by fleet
+	others = map[string]int{} // VMs of other fleets, by fleet
 	for _, vm := range all {
 		if vm.Meta.Fleet != r.cfg.Fleet {
 			others[vm.Meta.Fleet]++
@@ -39,9 +50,7 @@ func (r *Reconciler) observe(ctx context.Context) (Observed, error) {
 			obs.Instances = append(obs.Instances, in)
 		}
 	}
-	r.noteOtherFleets(others)
-	r.cfg.Hook(PointObserved)
-	return obs, nil
+	return obs, others, nil
 }
 
 // sweep removes leftovers of VMs that no longer exist (an overlay made just before a

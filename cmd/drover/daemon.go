@@ -35,6 +35,8 @@ type daemon struct {
 	secrets *redact.Set
 	// listenToken guards /status when set (--listen-token-file).
 	listenToken string
+	// tracked is source remembering the last revision read, for the progress display.
+	tracked *recordingSource
 }
 
 func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set) (*daemon, error) {
@@ -55,7 +57,7 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 	if err != nil {
 		return nil, err
 	}
-	d.source = git
+	d.source, d.tracked = git, &recordingSource{Source: git}
 	images, err := sources.NewImageCache(o.limits.imageCache(filepath.Join(o.stateDir, "images")), log)
 	if err != nil {
 		return nil, err
@@ -117,17 +119,16 @@ func (d *daemon) close() {
 	}
 }
 
-func (d *daemon) plan(ctx context.Context, out io.Writer) error {
-	rev, err := d.source.Read(ctx)
+func (d *daemon) plan(ctx context.Context) (string, error) {
+	rev, err := d.tracked.Read(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	p, err := d.reconciler.Plan(ctx, rev)
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = io.WriteString(out, p.String())
-	return err
+	return p.String(), nil
 }
 
 func (d *daemon) run(ctx context.Context) error {
@@ -143,7 +144,7 @@ func (d *daemon) run(ctx context.Context) error {
 		}
 	})
 	runner := &reconciler.Runner{
-		Source:     d.source,
+		Source:     d.tracked,
 		Reconciler: d.reconciler,
 		Interval:   d.opts.interval,
 		Once:       d.opts.once,

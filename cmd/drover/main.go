@@ -29,8 +29,10 @@ Usage:
   drover run      --repo URL|PATH [flags]   track the repository and reconcile the fleet
   drover plan     --repo URL|PATH [flags]   print what a pass would do; change nothing
   drover validate [FILE|DIR]                check a fleet file (default fleet.yaml)
+  drover schema                             print the fleet file's JSON Schema (for editors)
   drover version                            print the version
 
+On a terminal, run --once and plan show each service's rollout as it goes.
 Run 'drover run -h' or 'drover plan -h' for their flags. Every flag can also be set
 with DROVER_<FLAG> in the environment (DROVER_REPO, DROVER_LIBVIRT_URI, …).
 `
@@ -59,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDaemon(ctx, cmd, rest, stdout, stderr)
 	case "validate":
 		return runValidate(rest, stdout, stderr)
+	case "schema":
+		return runSchema(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "drover %s\n", version)
 		return exitOK
@@ -97,6 +101,29 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+func runSchema(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("schema", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: drover schema > fleet.schema.json\n\nPrint the JSON Schema (draft 2020-12) of the fleet file, for editors; drover validate stays the authority.")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	if _, err := stdout.Write(sources.Schema()); err != nil {
+		fmt.Fprintf(stderr, "drover schema: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
 func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
 	withRun := cmd == "run"
 	var o options
@@ -122,7 +149,22 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		return exitUsage
 	}
 	secrets := redact.NewSet(redact.URLSecrets(o.repo)...)
-	log := newLogger(stderr, o.logFormat, o.logLevel, secrets)
+	// plan and run --once show each service's rollout as it goes: on a terminal in
+	// place, under the log lines (which then go through it); elsewhere as log lines.
+	var prog *progress
+	logOut := stderr
+	if !withRun || o.once {
+		title := "drover plan"
+		if withRun {
+			title = "drover run --once"
+		}
+		prog = newProgress(stderr, title)
+		prog.secrets = secrets
+		if prog.tty != nil {
+			logOut = prog
+		}
+	}
+	log := newLogger(logOut, o.logFormat, o.logLevel, secrets)
 
 	d, err := build(ctx, o, log, secrets)
 	if err != nil {
@@ -130,15 +172,28 @@ func runDaemon(ctx context.Context, cmd string, args []string, stdout, stderr io
 		return exitFail
 	}
 	defer d.close()
+	stopProgress := func() {}
+	if prog != nil {
+		prog.log = log
+		stopProgress = prog.start(ctx, d.tracked.rollouts(d.reconciler))
+	}
 
 	if !withRun {
-		if err := d.plan(ctx, stdout); err != nil {
+		text, err := d.plan(ctx)
+		stopProgress()
+		if err != nil {
+			log.Error("plan failed", "err", err)
+			return exitFail
+		}
+		if _, err := io.WriteString(stdout, text); err != nil {
 			log.Error("plan failed", "err", err)
 			return exitFail
 		}
 		return exitOK
 	}
-	if err := d.run(ctx); err != nil {
+	err = d.run(ctx)
+	stopProgress()
+	if err != nil {
 		log.Error("drover run failed", "err", err)
 		return exitFail
 	}
