@@ -47,7 +47,8 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		}
 		d.listenToken = tok
 	}
-	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout}, log)
+	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Ref: o.ref, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout,
+		VerifySignatures: o.verifySignatures, TrustedKeys: o.gitTrustedKeys, AllowedSigners: o.gitAllowedSigners}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +160,7 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "ref", d.source.Config().Ref, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}

@@ -1,0 +1,303 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/drover-dev/drover/testenv"
+)
+
+func TestParseRef(t *testing.T) {
+	sha := strings.Repeat("ab", 20)
+	for _, tt := range []struct {
+		in, kind, name, err string
+	}{
+		{in: "branch:main", kind: "branch", name: "main"},
+		{in: "branch:release/1.x", kind: "branch", name: "release/1.x"},
+		{in: "tag:v1.2.0", kind: "tag", name: "v1.2.0"},
+		{in: "semver:^1.2", kind: "semver", name: "^1.2"},
+		{in: "semver:>=1.0.0-rc.1 <2", kind: "semver", name: ">=1.0.0-rc.1 <2"},
+		{in: "commit:" + sha, kind: "commit", name: sha},
+		{in: "main", err: "want branch:NAME"},
+		{in: "branch:", err: "want branch:NAME"},
+		{in: "branch:a..b", err: "invalid branch name"},
+		{in: "tag:bad tag", err: "invalid tag name"},
+		{in: "semver:not a range", err: "invalid semver range"},
+		{in: "commit:abc123", err: "full 40-hex"},
+		{in: "commit:" + strings.ToUpper(sha), err: "full 40-hex"},
+		{in: "head:main", err: `unknown kind "head"`},
+	} {
+		ref, err := ParseRef(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), tt.in) {
+				t.Errorf("ParseRef(%q) = %v, want an error naming it and containing %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || string(ref.Kind) != tt.kind || ref.Name != tt.name || ref.String() != tt.in {
+			t.Errorf("ParseRef(%q) = %s %q %v; want %s %q", tt.in, ref.Kind, ref.Name, err, tt.kind, tt.name)
+		}
+	}
+}
+
+// The semver choice, on tags as a remote advertises them.
+func TestSemverHighest(t *testing.T) {
+	tags := []string{"v1.0.0", "v1.2.0", "1.2.1", "v1.3.0-rc.1", "v2.0.0", "v2.1.0-beta.1", "latest", "v0.9"}
+	adv := advertised{refs: map[string]plumbing.Hash{"refs/heads/v9.0.0": plumbing.NewHash("ff")}}
+	for i, tag := range tags {
+		adv.refs["refs/tags/"+tag] = plumbing.NewHash(strings.Repeat(string(rune('a'+i)), 40))
+	}
+	for _, tt := range []struct{ rng, want string }{
+		{"^1", "1.2.1"},
+		{"~1.2", "1.2.1"},
+		{">=1.0.0", "v2.0.0"},
+		{"<1", "v0.9"},
+		{">=1.3.0-rc.0 <2", "v1.3.0-rc.1"}, // the range names a pre-release
+		{"^2.1.0-0", "v2.1.0-beta.1"},
+		{"^2.1", ""}, // v2.1.0-beta.1 only, and the range names no pre-release
+		{">=3", ""},  // a branch named like a version does not count
+	} {
+		ref, err := ParseRef("semver:" + tt.rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := ref.resolve(adv)
+		switch {
+		case tt.want == "" && !errors.Is(err, ErrRefNotFound):
+			t.Errorf("semver %q: got %q, %v; want ErrRefNotFound", tt.rng, res.tag, err)
+		case tt.want != "" && (err != nil || res.tag != tt.want):
+			t.Errorf("semver %q: got %q, %v; want %q", tt.rng, res.tag, err, tt.want)
+		}
+	}
+}
+
+// logBuffer collects a source's logs.
+func logBuffer() (*slog.Logger, *syncBuffer) {
+	var buf syncBuffer
+	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf
+}
+
+func fleetWith(names ...string) map[string]string {
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for _, n := range names {
+		b.WriteString(service(n))
+	}
+	return map[string]string{"fleet.yaml": b.String()}
+}
+
+func readAt(t *testing.T, g *Git) Revision {
+	t.Helper()
+	rev, err := g.Read(context.Background())
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	return rev
+}
+
+func TestGitTracksTags(t *testing.T) {
+	requireGit(t)
+	repo := testenv.NewRepo(t)
+	one := repo.CommitSigned(t, nil, fleetWith("one"), "one")
+	two := repo.CommitSigned(t, nil, fleetWith("two"), "two")
+	three := repo.CommitSigned(t, nil, fleetWith("three"), "three")
+	repo.Tag(t, "v1.0.0", one, true, nil)
+	repo.Tag(t, "v1.1.0", two, false, nil)
+	repo.Tag(t, "v2.0.0-rc.1", three, true, nil)
+	repo.Tag(t, "prod", one, true, nil)
+
+	t.Run("tag, moved", func(t *testing.T) {
+		log, logs := logBuffer()
+		g, err := NewGit(GitConfig{URL: repo.URL(), Ref: "tag:prod", Dir: filepath.Join(t.TempDir(), "clone")}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev := readAt(t, g); rev.Commit != one || rev.Tag != "prod" || rev.Ref != "tag:prod" || serviceNames(rev.Fleet)[0] != "one" {
+			t.Fatalf("Read = %s ref %q tag %q %v; want %s tag prod [one]", rev.Commit, rev.Ref, rev.Tag, serviceNames(rev.Fleet), one)
+		}
+		repo.Tag(t, "prod", two, true, nil)
+		if rev := readAt(t, g); rev.Commit != two || serviceNames(rev.Fleet)[0] != "two" {
+			t.Fatalf("Read after the tag moved = %s %v; want %s [two]", rev.Commit, serviceNames(rev.Fleet), two)
+		}
+		if want := "tag moved"; !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "from="+one) || !strings.Contains(logs.String(), "to="+two) {
+			t.Errorf("logs do not say %q from %s to %s:\n%s", want, one, two, logs)
+		}
+		// A tag moved back to a commit the clone has costs no fetch.
+		repo.Tag(t, "prod", one, false, nil)
+		before := g.fetches
+		if rev := readAt(t, g); rev.Commit != one {
+			t.Errorf("Read after the tag moved back = %s, want %s", rev.Commit, one)
+		}
+		if g.fetches != before {
+			t.Errorf("moving to a lightweight tag of a known commit fetched %d packs, want 0", g.fetches-before)
+		}
+	})
+
+	t.Run("semver", func(t *testing.T) {
+		for _, tt := range []struct{ rng, commit, tag string }{
+			{"^1", two, "v1.1.0"},
+			{"~1.0", one, "v1.0.0"},
+			{">=1", two, "v1.1.0"}, // v2.0.0-rc.1 is a pre-release the range does not name
+			{">=2.0.0-0", three, "v2.0.0-rc.1"},
+		} {
+			g := newGit(t, GitConfig{URL: repo.URL(), Ref: "semver:" + tt.rng})
+			if rev := readAt(t, g); rev.Commit != tt.commit || rev.Tag != tt.tag {
+				t.Errorf("semver:%s = %s tag %q, want %s tag %q", tt.rng, rev.Commit, rev.Tag, tt.commit, tt.tag)
+			}
+		}
+		g := newGit(t, GitConfig{URL: repo.URL(), Ref: "semver:^3"})
+		if _, err := g.Read(context.Background()); !errors.Is(err, ErrFetch) || !errors.Is(err, ErrRefNotFound) || !strings.Contains(err.Error(), `semver "^3"`) {
+			t.Errorf("semver:^3 = %v, want ErrFetch and ErrRefNotFound naming the range", err)
+		}
+		// A new release in range is picked up at the next poll.
+		four := repo.CommitSigned(t, nil, fleetWith("four"), "four")
+		g = newGit(t, GitConfig{URL: repo.URL(), Ref: "semver:^1"})
+		readAt(t, g)
+		repo.Tag(t, "v1.2.0", four, true, nil)
+		if rev := readAt(t, g); rev.Commit != four || rev.Tag != "v1.2.0" {
+			t.Errorf("after tagging v1.2.0: %s tag %q, want %s v1.2.0", rev.Commit, rev.Tag, four)
+		}
+	})
+
+	t.Run("pinned commit never asks the remote again", func(t *testing.T) {
+		root := filepath.Dir(repo.Dir)
+		srv := testenv.ServeGitHTTP(t, root, testenv.GitHTTPOptions{})
+		g := newGit(t, GitConfig{URL: srv.RepoURL(filepath.Base(repo.Dir)), Ref: "commit:" + two})
+		if rev := readAt(t, g); rev.Commit != two || rev.Tag != "" || serviceNames(rev.Fleet)[0] != "two" {
+			t.Fatalf("Read = %s %q %v, want %s [two]", rev.Commit, rev.Tag, serviceNames(rev.Fleet), two)
+		}
+		asked := srv.Requests()
+		for range 3 {
+			readAt(t, g)
+		}
+		if got := srv.Requests() - asked; got != 0 {
+			t.Errorf("three more reads of a pinned commit made %d requests, want 0", got)
+		}
+	})
+}
+
+// A poll where nothing moved lists the remote's refs and does nothing else; a new
+// commit brings only its own objects.
+func TestGitCheapPolls(t *testing.T) {
+	requireGit(t)
+	repo := testenv.NewRepo(t)
+	files := fleetWith("web")
+	for i := range 50 {
+		files[filepath.Join("data", string(rune('a'+i%26))+strings.Repeat("x", i/26), "blob")] = strings.Repeat("payload ", 100+i)
+	}
+	repo.CommitSigned(t, nil, files, "first")
+	srv := testenv.ServeGitHTTP(t, filepath.Dir(repo.Dir), testenv.GitHTTPOptions{})
+	for _, dir := range []string{"", filepath.Join(t.TempDir(), "clone")} {
+		g := newGit(t, GitConfig{URL: srv.RepoURL(filepath.Base(repo.Dir)), Dir: dir})
+		first := readAt(t, g)
+		if g.fetches != 1 {
+			t.Fatalf("first read fetched %d packs, want 1", g.fetches)
+		}
+		if shallow, _ := g.repo.Storer.Shallow(); len(shallow) != 1 {
+			t.Errorf("first fetch left shallow commits %v, want the head alone (depth 1)", shallow)
+		}
+
+		asked := srv.Requests()
+		again := readAt(t, g)
+		if g.fetches != 1 {
+			t.Errorf("a poll with nothing new fetched %d packs", g.fetches-1)
+		}
+		if got := srv.Requests() - asked; got != 1 {
+			t.Errorf("a poll with nothing new made %d requests, want 1 (the refs)", got)
+		}
+		if again.Fleet != first.Fleet {
+			t.Errorf("a poll with nothing new parsed the fleet again")
+		}
+
+		// One changed file two directories down: the commit, the root tree, data,
+		// data/b and the blob.
+		repo.CommitSigned(t, nil, map[string]string{"data/b/blob": "changed for " + dir}, "second")
+		readAt(t, g)
+		if g.fetches != 2 || g.stats.Objects != 5 {
+			t.Errorf("fetching one new commit: %d packs, last %d objects (%d bytes); want 2 packs, 5 objects", g.fetches, g.stats.Objects, g.stats.Bytes)
+		}
+		t.Logf("one new commit: %d objects, %d bytes", g.stats.Objects, g.stats.Bytes)
+	}
+}
+
+// A revert brings back a blob only history holds: an incremental fetch into the
+// shallow clone must bring it, as the server cannot assume the clone has it.
+func TestGitRevertIntoShallowClone(t *testing.T) {
+	requireGit(t)
+	repo := testenv.NewRepo(t)
+	one := repo.CommitSigned(t, nil, fleetWith("one"), "one")
+	repo.CommitSigned(t, nil, fleetWith("two"), "two")
+	g := newGit(t, GitConfig{URL: repo.URL(), Dir: filepath.Join(t.TempDir(), "clone")})
+	readAt(t, g)
+	testenv.Git(t, repo.Dir, nil, "revert", "--no-edit", "HEAD")
+	// With reachability bitmaps, as large hosts have, the server excludes exactly
+	// what the haves reach.
+	testenv.Git(t, repo.Dir, nil, "repack", "-adb", "-q")
+	rev := readAt(t, g)
+	if names := serviceNames(rev.Fleet); len(names) != 1 || names[0] != "one" {
+		t.Errorf("after the revert: %v, want [one]", names)
+	}
+	// A rollback's predecessor, older than the clone, is fetched on demand.
+	f, err := g.Fleet(context.Background(), one)
+	if err != nil || serviceNames(f)[0] != "one" {
+		t.Errorf("Fleet(%s) = %v, %v; want [one]", one, f, err)
+	}
+}
+
+// History a rollback needs is fetched by SHA, or in full from a server that refuses
+// SHA wants (git daemon's default, as http-backend's).
+func TestGitHistoryOnDemand(t *testing.T) {
+	requireGit(t)
+	repo := testenv.NewRepo(t)
+	old := repo.CommitSigned(t, nil, fleetWith("old"), "old")
+	for i := range 3 {
+		repo.CommitSigned(t, nil, fleetWith("web", "n"+string(rune('a'+i))), "next")
+	}
+	for _, allow := range []bool{true, false} {
+		testenv.Git(t, repo.Dir, nil, "config", "uploadpack.allowAnySHA1InWant", map[bool]string{true: "true", false: "false"}[allow])
+		g := newGit(t, GitConfig{URL: "file://" + repo.Dir})
+		readAt(t, g)
+		f, err := g.Fleet(context.Background(), old)
+		if err != nil || serviceNames(f)[0] != "old" {
+			t.Fatalf("allowAnySHA1InWant=%v: Fleet(old) = %v, %v; want [old]", allow, f, err)
+		}
+		shallow, _ := g.repo.Storer.Shallow()
+		if full := len(shallow) == 0; full == allow {
+			t.Errorf("allowAnySHA1InWant=%v: shallow commits after the history fetch: %v", allow, shallow)
+		}
+		missing := strings.Repeat("0", 39) + "1"
+		if _, err := g.Fleet(context.Background(), missing); err == nil || !strings.Contains(err.Error(), missing[:12]) {
+			t.Errorf("Fleet of a commit the remote lacks = %v, want an error naming it", err)
+		}
+	}
+}
+
+func TestGitRefConfig(t *testing.T) {
+	for _, tt := range []struct {
+		cfg       GitConfig
+		ref, errs string
+	}{
+		{cfg: GitConfig{URL: "/r"}, ref: "branch:main"},
+		{cfg: GitConfig{URL: "/r", Branch: "prod"}, ref: "branch:prod"},
+		{cfg: GitConfig{URL: "/r", Ref: "tag:v1", Branch: ""}, ref: "tag:v1"},
+		{cfg: GitConfig{URL: "/r", Ref: "branch:prod", Branch: "prod"}, ref: "branch:prod"},
+		{cfg: GitConfig{URL: "/r", Ref: "branch:prod", Branch: "main"}, errs: "disagree"},
+		{cfg: GitConfig{URL: "/r", Ref: "tag:v1", Branch: "main"}, errs: "disagree"},
+		{cfg: GitConfig{URL: "/r", Ref: "nope"}, errs: "want branch:NAME"},
+		{cfg: GitConfig{URL: "/r", VerifySignatures: true}, errs: "needs trusted keys"},
+	} {
+		g, err := NewGit(tt.cfg, nil)
+		switch {
+		case tt.errs != "" && (err == nil || !strings.Contains(err.Error(), tt.errs)):
+			t.Errorf("NewGit(%+v) = %v, want an error containing %q", tt.cfg, err, tt.errs)
+		case tt.errs == "" && (err != nil || g.Config().Ref != tt.ref):
+			t.Errorf("NewGit(%+v) = %v; ref %v, want %s", tt.cfg, err, g, tt.ref)
+		}
+	}
+}
