@@ -175,3 +175,12 @@ func (r *Repo) ForgeCommit(t testing.TB, commit, msg string) string {
 	Git(t, r.Dir, nil, "update-ref", "HEAD", forged)
 	return forged
 }
+
+// KeyFile is the private key file of an SSH signer, for `ssh-keygen -Y sign`; empty
+// for OpenPGP.
+func (s *Signer) KeyFile() string {
+	if s.Format != "ssh" {
+		return ""
+	}
+	return s.signingKey
+}
