@@ -125,9 +125,12 @@ type Git struct {
 	// read is the outcome of the last read, kept to answer the next poll when the ref
 	// has not moved, without fetching or parsing anything.
 	lastRead *readResult
+	// missing are commits the remote did not have (fetchMissing); used with the lock.
+	missing map[plumbing.Hash]missingResult
 	// fetches counts the packs fetched, stats is the last one's size.
 	fetches int
 	stats   fetchStats
+	dials   int // sessions opened with the remote
 }
 
 // NewGit checks cfg, fills its defaults, and, when cfg.Dir already holds a clone, checks

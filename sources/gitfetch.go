@@ -49,6 +49,9 @@ type session struct {
 
 // dial opens a session and reads what the remote advertises.
 func (g *Git) dial(ctx context.Context) (*session, error) {
+	g.state.Lock()
+	g.dials++
+	g.state.Unlock()
 	opts, err := g.remoteOptions(ctx)
 	if err != nil {
 		return nil, err

@@ -186,7 +186,41 @@ func (g *Git) ensureCommit(ctx context.Context, repo *git.Repository, commit plu
 // fetchMissing fetches one commit the clone lacks: by its SHA (with its tree alone)
 // when the remote serves commits that way or a ref points at it, else the whole
 // history of the remote's branches and tags, where it must be.
+//
+// A commit the remote did not have is not asked for again until the ref moves: image
+// collection and rollbacks read old commits at every pass, and one force-pushed away
+// would otherwise cost a fetch each time.
 func (g *Git) fetchMissing(ctx context.Context, st storage.Storer, commit plumbing.Hash) error {
+	if err, ok := g.missing[commit]; ok && err.at == g.LastFetched() {
+		return err.err
+	}
+	err := g.fetchCommit(ctx, st, commit)
+	var notFound *missingCommit
+	if errors.As(err, &notFound) {
+		if g.missing == nil {
+			g.missing = map[plumbing.Hash]missingResult{}
+		}
+		g.missing[commit] = missingResult{at: g.LastFetched(), err: err}
+	}
+	return err
+}
+
+// missingResult is a commit the remote lacked when the ref was at commit at.
+type missingResult struct {
+	at  string
+	err error
+}
+
+// missingCommit means the remote has no such commit.
+type missingCommit struct{ commit plumbing.Hash }
+
+func (e *missingCommit) Error() string {
+	return fmt.Sprintf("commit %s is not on the remote's branches and tags", e.commit)
+}
+
+func (e *missingCommit) Unwrap() error { return plumbing.ErrObjectNotFound }
+
+func (g *Git) fetchCommit(ctx context.Context, st storage.Storer, commit plumbing.Hash) error {
 	s, err := g.dial(ctx)
 	if err != nil {
 		return g.fetchError(err)
@@ -198,20 +232,42 @@ func (g *Git) fetchMissing(ctx context.Context, st storage.Storer, commit plumbi
 		tip = tip || h == commit
 	}
 	var stats fetchStats
-	if tip || s.canWantSHA() {
+	switch {
+	case tip || s.canWantSHA():
 		stats, err = fetchPack(ctx, s, st, []plumbing.Hash{commit}, 1)
-	} else {
+	case g.hasHistory(st, adv):
+		// A complete clone of every branch and tag: fetching again brings nothing.
+		return g.fetchError(&missingCommit{commit})
+	default:
 		g.log.Info("the remote does not serve commits by SHA: fetching the history of its branches and tags", "revision", commit.String())
 		stats, err = fetchPack(ctx, s, st, adv.heads(), infiniteDepth)
 	}
 	if err != nil {
+		if !tip && s.canWantSHA() {
+			// "not our ref": the server has no such commit.
+			return g.fetchError(fmt.Errorf("%w: %w", &missingCommit{commit}, err))
+		}
 		return g.fetchError(fmt.Errorf("fetch commit %s: %w", commit, err))
 	}
 	g.noteStats(stats)
 	if st.HasEncodedObject(commit) != nil {
-		return g.fetchError(fmt.Errorf("commit %s: %w", commit, plumbing.ErrObjectNotFound))
+		return g.fetchError(&missingCommit{commit})
 	}
 	return nil
+}
+
+// hasHistory says whether the clone is complete (not shallow) and holds every branch
+// and tag the remote advertises.
+func (g *Git) hasHistory(st storage.Storer, adv advertised) bool {
+	if shallow, err := st.Shallow(); err != nil || len(shallow) > 0 {
+		return false
+	}
+	for _, h := range adv.heads() {
+		if st.HasEncodedObject(h) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // heads are the objects of the remote's branches and tags.

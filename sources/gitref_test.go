@@ -272,8 +272,15 @@ func TestGitHistoryOnDemand(t *testing.T) {
 			t.Errorf("allowAnySHA1InWant=%v: shallow commits after the history fetch: %v", allow, shallow)
 		}
 		missing := strings.Repeat("0", 39) + "1"
-		if _, err := g.Fleet(context.Background(), missing); err == nil || !strings.Contains(err.Error(), missing[:12]) {
-			t.Errorf("Fleet of a commit the remote lacks = %v, want an error naming it", err)
+		for i := range 2 {
+			before := g.dials
+			if _, err := g.Fleet(context.Background(), missing); !errors.Is(err, plumbing.ErrObjectNotFound) || !strings.Contains(err.Error(), missing) {
+				t.Errorf("allowAnySHA1InWant=%v: Fleet of a commit the remote lacks = %v, want an error naming it", allow, err)
+			}
+			// Asked again while the ref has not moved: the remote is not asked.
+			if i == 1 && g.dials != before {
+				t.Errorf("allowAnySHA1InWant=%v: a commit the remote lacks was asked for again", allow)
+			}
 		}
 	}
 }
