@@ -2,7 +2,9 @@ package sources
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -223,6 +225,30 @@ func TestGitCheapPolls(t *testing.T) {
 			t.Errorf("fetching one new commit: %d packs, last %d objects (%d bytes); want 2 packs, 5 objects", g.fetches, g.stats.Objects, g.stats.Bytes)
 		}
 		t.Logf("one new commit: %d objects, %d bytes", g.stats.Objects, g.stats.Bytes)
+
+		// A small change to a large file may come as a delta against the blob the
+		// clone has (a thin pack): it must be resolved against the clone.
+		var lines strings.Builder
+		for i := range 2000 {
+			fmt.Fprintf(&lines, "line %d %x\n", i, sha256.Sum256([]byte{byte(i), byte(i >> 8)}))
+		}
+		big := lines.String()
+		repo.CommitSigned(t, nil, map[string]string{"data/c/blob": big + dir}, "large")
+		readAt(t, g)
+		repo.CommitSigned(t, nil, map[string]string{"data/c/blob": big + dir + "more\n"}, "small change")
+		rev := readAt(t, g)
+		c, err := g.repo.CommitObject(plumbing.NewHash(rev.Commit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.File("data/c/blob")
+		if err != nil {
+			t.Fatalf("read the changed file: %v", err)
+		}
+		if got, _ := f.Contents(); got != big+dir+"more\n" {
+			t.Errorf("the changed file has %d bytes, want %d", len(got), len(big+dir+"more\n"))
+		}
+		t.Logf("a one-line change to a %d-byte file: %d objects, %d bytes", len(big), g.stats.Objects, g.stats.Bytes)
 	}
 }
 
