@@ -97,20 +97,32 @@ func TestGitVerifySignatures(t *testing.T) {
 // For tag and semver refs, the annotated tag's signature is what counts.
 func TestGitVerifyTagSignatures(t *testing.T) {
 	requireGit(t)
-	trusted := testenv.NewGPGSigner(t, "release@drover.invalid")
-	repo := testenv.NewRepo(t)
-	one := repo.CommitSigned(t, nil, fleetWith("one"), "one") // an unsigned commit
-	repo.Tag(t, "v1.0.0", one, true, trusted)
-	cfg := GitConfig{URL: repo.URL(), Ref: "semver:^1", VerifySignatures: true, TrustedKeys: writeFile(t, "k.asc", trusted.Public)}
-	g := newGit(t, cfg)
-	if rev := readAt(t, g); rev.Commit != one || rev.Tag != "v1.0.0" {
-		t.Fatalf("Read = %s %q, want %s v1.0.0", rev.Commit, rev.Tag, one)
-	}
-	two := repo.CommitSigned(t, trusted, fleetWith("two"), "two") // signed, but the tag is not
-	repo.Tag(t, "v1.1.0", two, true, nil)
-	_, err := g.Read(context.Background())
-	if !errors.Is(err, ErrUnsigned) || !strings.Contains(err.Error(), "tag v1.1.0") {
-		t.Errorf("unsigned tag of a signed commit: %v, want ErrUnsigned naming tag v1.1.0", err)
+	for _, format := range []string{"openpgp", "ssh"} {
+		t.Run(format, func(t *testing.T) {
+			cfg := GitConfig{Ref: "semver:^1", VerifySignatures: true}
+			var trusted *testenv.Signer
+			if format == "ssh" {
+				trusted = testenv.NewSSHSigner(t, "release@drover.invalid")
+				cfg.AllowedSigners = writeFile(t, "allowed_signers", trusted.Public)
+			} else {
+				trusted = testenv.NewGPGSigner(t, "release@drover.invalid")
+				cfg.TrustedKeys = writeFile(t, "k.asc", trusted.Public)
+			}
+			repo := testenv.NewRepo(t)
+			cfg.URL = repo.URL()
+			one := repo.CommitSigned(t, nil, fleetWith("one"), "one") // an unsigned commit
+			repo.Tag(t, "v1.0.0", one, true, trusted)
+			g := newGit(t, cfg)
+			if rev := readAt(t, g); rev.Commit != one || rev.Tag != "v1.0.0" {
+				t.Fatalf("Read = %s %q, want %s v1.0.0", rev.Commit, rev.Tag, one)
+			}
+			two := repo.CommitSigned(t, trusted, fleetWith("two"), "two") // signed, but the tag is not
+			repo.Tag(t, "v1.1.0", two, true, nil)
+			_, err := g.Read(context.Background())
+			if !errors.Is(err, ErrUnsigned) || !strings.Contains(err.Error(), "tag v1.1.0") {
+				t.Errorf("unsigned tag of a signed commit: %v, want ErrUnsigned naming tag v1.1.0", err)
+			}
+		})
 	}
 }
 
