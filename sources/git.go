@@ -131,6 +131,8 @@ type Git struct {
 	fetches int
 	stats   fetchStats
 	dials   int // sessions opened with the remote
+	// maxFetch bounds a pack: MaxFetchBytes, lowered by tests.
+	maxFetch int64
 }
 
 // NewGit checks cfg, fills its defaults, and, when cfg.Dir already holds a clone, checks
@@ -188,7 +190,7 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 		return nil, fmt.Errorf("git source: timeout %s must be positive", cfg.Timeout)
 	}
 	r := splitCredentials(cfg.URL)
-	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), ref: ref, verifier: verify, log: log.With("url", r.display, "ref", ref.String())}
+	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), ref: ref, verifier: verify, maxFetch: MaxFetchBytes, log: log.With("url", r.display, "ref", ref.String())}
 	if cfg.Dir != "" {
 		repo, err := git.PlainOpen(cfg.Dir)
 		switch {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
@@ -89,6 +90,14 @@ func (s *session) canWantSHA() bool {
 	return caps.Supports(capability.AllowReachableSHA1InWant) || caps.Supports(capability.AllowTipSHA1InWant)
 }
 
+// MaxFetchBytes bounds one pack fetched from the remote: a fleet repository's whole
+// history is far smaller, and a hostile or broken server must not fill the disk or
+// the memory of an in-memory clone.
+const MaxFetchBytes = 1 << 30
+
+// ErrFetchTooLarge means the remote sent a pack larger than the bound.
+var ErrFetchTooLarge = errors.New("pack larger than the fetch bound")
+
 // infiniteDepth is what git sends to unshallow a clone.
 const infiniteDepth = 0x7fffffff
 
@@ -101,7 +110,7 @@ type fetchStats struct {
 // fetchPack asks for wants and stores the pack. depth 0 fetches what the wants need
 // beyond what the clone has (its shallow commits included, so nothing behind them is
 // assumed); depth 1 fetches the wants' trees alone; infiniteDepth fills in history.
-func fetchPack(ctx context.Context, s *session, st storage.Storer, wants []plumbing.Hash, depth int) (fetchStats, error) {
+func fetchPack(ctx context.Context, s *session, st storage.Storer, wants []plumbing.Hash, depth int, limit int64) (fetchStats, error) {
 	req := packp.NewUploadPackRequestFromCapabilities(s.adv.Capabilities)
 	if s.adv.Capabilities.Supports(capability.NoProgress) {
 		if err := req.Capabilities.Set(capability.NoProgress); err != nil {
@@ -141,8 +150,26 @@ func fetchPack(ctx context.Context, s *session, st storage.Storer, wants []plumb
 			return fetchStats{}, err
 		}
 	}
-	counted := &countingReader{r: sidebandReader(req.Capabilities, resp)}
-	if err := packfile.UpdateObjectStorage(st, counted); err != nil && !errors.Is(err, packfile.ErrEmptyPackfile) {
+	// The pack is received whole before any of it is stored: an in-memory clone
+	// stores objects as they arrive, and a pack cut short (a timeout, the bound) would
+	// leave a commit without its tree, taken for fetched at the next poll.
+	spool, err := os.CreateTemp("", "drover-pack-")
+	if err != nil {
+		return fetchStats{}, fmt.Errorf("receive pack: %w", err)
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	counted := &countingReader{r: sidebandReader(req.Capabilities, resp), limit: limit}
+	if _, err := io.Copy(spool, counted); err != nil {
+		return fetchStats{}, fmt.Errorf("receive pack: %w", err)
+	}
+	if counted.n == 0 {
+		return fetchStats{}, nil
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return fetchStats{}, fmt.Errorf("receive pack: %w", err)
+	}
+	if err := packfile.UpdateObjectStorage(st, spool); err != nil {
 		return fetchStats{}, fmt.Errorf("store pack: %w", err)
 	}
 	return counted.stats(), nil
@@ -213,10 +240,17 @@ func sidebandReader(caps *capability.List, r io.Reader) io.Reader {
 type countingReader struct {
 	r      io.Reader
 	n      int64
+	limit  int64
 	header [12]byte
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.n >= c.limit {
+		return 0, fmt.Errorf("%w: more than %d bytes", ErrFetchTooLarge, c.limit)
+	}
+	if int64(len(p)) > c.limit-c.n+1 {
+		p = p[:c.limit-c.n+1]
+	}
 	n, err := c.r.Read(p)
 	if c.n < int64(len(c.header)) {
 		copy(c.header[c.n:], p[:n])

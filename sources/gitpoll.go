@@ -127,7 +127,7 @@ func (g *Git) resolveAndFetch(ctx context.Context, repo *git.Repository) (resolv
 		if h, err := haves(st, nil); err == nil && len(h) == 0 {
 			depth = 1
 		}
-		stats, err := fetchPack(ctx, s, st, []plumbing.Hash{res.target}, depth)
+		stats, err := fetchPack(ctx, s, st, []plumbing.Hash{res.target}, depth, g.maxFetch)
 		if err != nil {
 			return resolved{}, g.fetchError(err)
 		}
@@ -234,13 +234,13 @@ func (g *Git) fetchCommit(ctx context.Context, st storage.Storer, commit plumbin
 	var stats fetchStats
 	switch {
 	case tip || s.canWantSHA():
-		stats, err = fetchPack(ctx, s, st, []plumbing.Hash{commit}, 1)
+		stats, err = fetchPack(ctx, s, st, []plumbing.Hash{commit}, 1, g.maxFetch)
 	case g.hasHistory(st, adv):
 		// A complete clone of every branch and tag: fetching again brings nothing.
 		return g.fetchError(&missingCommit{commit})
 	default:
 		g.log.Info("the remote does not serve commits by SHA: fetching the history of its branches and tags", "revision", commit.String())
-		stats, err = fetchPack(ctx, s, st, adv.heads(), infiniteDepth)
+		stats, err = fetchPack(ctx, s, st, adv.heads(), infiniteDepth, g.maxFetch)
 	}
 	if err != nil {
 		if !tip && s.canWantSHA() {

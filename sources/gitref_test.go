@@ -228,11 +228,7 @@ func TestGitCheapPolls(t *testing.T) {
 
 		// A small change to a large file may come as a delta against the blob the
 		// clone has (a thin pack): it must be resolved against the clone.
-		var lines strings.Builder
-		for i := range 2000 {
-			fmt.Fprintf(&lines, "line %d %x\n", i, sha256.Sum256([]byte{byte(i), byte(i >> 8)}))
-		}
-		big := lines.String()
+		big := noisyText(2000)
 		repo.CommitSigned(t, nil, map[string]string{"data/c/blob": big + dir}, "large")
 		readAt(t, g)
 		repo.CommitSigned(t, nil, map[string]string{"data/c/blob": big + dir + "more\n"}, "small change")
@@ -333,4 +329,34 @@ func TestGitRefConfig(t *testing.T) {
 			t.Errorf("NewGit(%+v) = %v; ref %v, want %s", tt.cfg, err, g, tt.ref)
 		}
 	}
+}
+
+// A pack over the bound is refused, and the clone still works afterwards.
+func TestGitFetchBound(t *testing.T) {
+	requireGit(t)
+	repo := testenv.NewRepo(t)
+	files := fleetWith("web")
+	files["data/blob"] = noisyText(100)
+	want := repo.CommitSigned(t, nil, files, "large")
+	for _, dir := range []string{"", filepath.Join(t.TempDir(), "clone")} {
+		g := newGit(t, GitConfig{URL: repo.URL(), Dir: dir})
+		g.maxFetch = 1000
+		_, err := g.Read(context.Background())
+		if !errors.Is(err, ErrFetchTooLarge) || !errors.Is(err, ErrFetch) {
+			t.Fatalf("dir %q: Read with a 1000-byte bound = %v, want ErrFetch and ErrFetchTooLarge", dir, err)
+		}
+		g.maxFetch = MaxFetchBytes
+		if rev := readAt(t, g); rev.Commit != want {
+			t.Errorf("dir %q: Read after raising the bound = %s, want %s", dir, rev.Commit, want)
+		}
+	}
+}
+
+// noisyText is n lines that compress poorly, as real content does.
+func noisyText(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "line %d %x\n", i, sha256.Sum256([]byte{byte(i), byte(i >> 8)}))
+	}
+	return b.String()
 }
