@@ -267,8 +267,12 @@ func (c *countingReader) stats() fetchStats {
 	return st
 }
 
-// setRef points name at h in the clone, so the next fetch offers h as a have.
+// setRef points name at h in the clone, so the next fetch offers h as a have. A ref
+// already there is not written again: a poll with nothing new writes nothing.
 func setRef(st storer.ReferenceStorer, name plumbing.ReferenceName, h plumbing.Hash) error {
+	if ref, err := st.Reference(name); err == nil && ref.Hash() == h {
+		return nil
+	}
 	if err := st.SetReference(plumbing.NewHashReference(name, h)); err != nil {
 		return fmt.Errorf("set %s: %w", name, err)
 	}

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
@@ -206,7 +208,11 @@ func TestGitCheapPolls(t *testing.T) {
 		}
 
 		asked := srv.Requests()
+		clone := snapshotDir(t, dir)
 		again := readAt(t, g)
+		if after := snapshotDir(t, dir); after != clone {
+			t.Errorf("a poll with nothing new wrote to the clone:\nbefore:\n%s\nafter:\n%s", clone, after)
+		}
 		if g.fetches != 1 {
 			t.Errorf("a poll with nothing new fetched %d packs", g.fetches-1)
 		}
@@ -357,6 +363,31 @@ func noisyText(n int) string {
 	var b strings.Builder
 	for i := range n {
 		fmt.Fprintf(&b, "line %d %x\n", i, sha256.Sum256([]byte{byte(i), byte(i >> 8)}))
+	}
+	return b.String()
+}
+
+// snapshotDir lists every file under dir with its size and modification time; "" for
+// no dir.
+func snapshotDir(t *testing.T, dir string) string {
+	t.Helper()
+	if dir == "" {
+		return ""
+	}
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %s\n", p, info.Size(), info.ModTime().Format(time.RFC3339Nano))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return b.String()
 }
