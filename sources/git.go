@@ -122,8 +122,8 @@ type Git struct {
 	lastFetched string
 	last        Revision
 	hasLast     bool
-	// read is the outcome of the last read, kept to answer the next poll when the ref
-	// has not moved, without fetching or parsing anything.
+	// lastRead is the outcome of the last read, kept to answer the next poll when the
+	// ref has not moved, without fetching or parsing anything. Used with the lock.
 	lastRead *readResult
 	// missing are commits the remote did not have (fetchMissing); used with the lock.
 	missing map[plumbing.Hash]missingResult

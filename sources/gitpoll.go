@@ -27,6 +27,7 @@ type readResult struct {
 // has not moved since the last read, that is all it does: no fetch, no parse, the
 // last outcome again. When the commit is bad, or refused for its signature, the
 // returned Revision still names it (without a fleet) beside the *RevisionError.
+// Reads of one commit share its Fleet: callers must not change it.
 func (g *Git) Read(ctx context.Context) (Revision, error) {
 	ctx, cancel := g.withTimeout(ctx)
 	defer cancel()
