@@ -214,6 +214,9 @@ func (g *Git) Config() GitConfig {
 	return cfg
 }
 
+// Ref is what the source tracks.
+func (g *Git) Ref() Ref { return g.ref }
+
 // DisplayURL is the repository URL to show in logs and status: as configured, with any
 // password or token masked.
 func (g *Git) DisplayURL() string { return g.remote.display }

@@ -76,6 +76,21 @@ func BranchRef(name string) (Ref, error) { return ParseRef(string(RefBranch) + "
 
 func (r Ref) String() string { return r.value }
 
+// Moves says whether a push to the full ref name (refs/heads/main, refs/tags/v1.2.0)
+// can change what r resolves to: for a webhook, to tell a push worth a fetch from
+// one to ignore. A semver ref is moved by any tag, a pinned commit by nothing.
+func (r Ref) Moves(refName string) bool {
+	switch r.Kind {
+	case RefBranch:
+		return refName == plumbing.NewBranchReferenceName(r.Name).String()
+	case RefTag:
+		return refName == plumbing.NewTagReferenceName(r.Name).String()
+	case RefSemver:
+		return strings.HasPrefix(refName, "refs/tags/")
+	}
+	return false
+}
+
 // describe names the ref in messages: branch "main".
 func (r Ref) describe() string { return fmt.Sprintf("%s %q", r.Kind, r.Name) }
 

@@ -50,6 +50,32 @@ func TestParseRef(t *testing.T) {
 	}
 }
 
+func TestRefMoves(t *testing.T) {
+	sha := strings.Repeat("ab", 20)
+	for _, tt := range []struct {
+		ref, pushed string
+		want        bool
+	}{
+		{"branch:main", "refs/heads/main", true},
+		{"branch:main", "refs/heads/main2", false},
+		{"branch:main", "refs/tags/main", false},
+		{"tag:v1", "refs/tags/v1", true},
+		{"tag:v1", "refs/tags/v1.0", false},
+		{"tag:v1", "refs/heads/v1", false},
+		{"semver:^1", "refs/tags/v1.3.0", true},
+		{"semver:^1", "refs/heads/main", false},
+		{"commit:" + sha, "refs/heads/main", false},
+	} {
+		ref, err := ParseRef(tt.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ref.Moves(tt.pushed); got != tt.want {
+			t.Errorf("%s.Moves(%s) = %v, want %v", tt.ref, tt.pushed, got, tt.want)
+		}
+	}
+}
+
 // The semver choice, on tags as a remote advertises them.
 func TestSemverHighest(t *testing.T) {
 	tags := []string{"v1.0.0", "v1.2.0", "1.2.1", "v1.3.0-rc.1", "v2.0.0", "v2.1.0-beta.1", "latest", "v0.9"}
