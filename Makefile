@@ -19,7 +19,7 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 # check the fleet schema's patterns as editors (ECMA-262) read them.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
-	openssh-server openssh-client \
+	openssh-server openssh-client gnupg \
 	systemd vagrant vagrant-libvirt nodejs
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE

@@ -139,7 +139,11 @@ func (r *Runner) setRunning(on bool) {
 
 // Status is what the runner last saw, for the status endpoint.
 type Status struct {
+	// Revision is the full commit SHA acted on; Ref is what the source tracks, Tag the
+	// tag it resolved through, if any.
 	Revision  string    `json:"revision"`
+	Ref       string    `json:"ref,omitempty"`
+	Tag       string    `json:"tag,omitempty"`
 	LastPass  time.Time `json:"last_pass"`
 	Converged bool      `json:"converged"`
 	Error     string    `json:"error,omitempty"`
@@ -196,14 +200,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		switch {
 		case err == nil:
 			if !haveRev || rev.Commit != last.Commit {
-				log.Info("tracking revision", "revision", shortRev(rev.Commit), "services", len(rev.Fleet.Services))
+				log.Info("tracking revision", "revision", rev.Commit, "ref", rev.Ref, "tag", rev.Tag, "services", len(rev.Fleet.Services))
 			}
 			last, haveRev = rev, true
 			r.setDesired(rev)
 		case ctx.Err() != nil:
 			return nil
 		default:
-			r.setError(last.Commit, err)
+			r.setError(last, err)
 			if r.Once {
 				return fmt.Errorf("read desired state: %w", err)
 			}
@@ -226,7 +230,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				return nil
 			}
 			converged := perr == nil && res.Err == nil && !res.Changed && len(res.InProgress) == 0
-			r.record(last.Commit, err, res, perr, converged)
+			r.record(last, err, res, perr, converged)
 			r.endRound(round, errors.Join(err, perr))
 			switch {
 			case perr != nil:
@@ -292,23 +296,23 @@ func (r *Runner) setDesired(rev sources.Revision) {
 	r.desired, r.lastFetch = rev, time.Now().UTC()
 }
 
-func (r *Runner) setError(commit string, err error) {
+func (r *Runner) setError(last sources.Revision, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.status.Error = err.Error()
 	r.status.Converged = false
-	if commit != "" {
-		r.status.Revision = commit
+	if last.Commit != "" {
+		r.status.Revision, r.status.Ref, r.status.Tag = last.Commit, last.Ref, last.Tag
 	}
 }
 
-// record sets the status after a pass over commit. srcErr is this round's error
+// record sets the status after a pass over last. srcErr is this round's error
 // reading the source, if any: the pass ran on the last good revision, and the status
 // keeps saying why the newest one could not be read.
-func (r *Runner) record(commit string, srcErr error, res Result, perr error, converged bool) {
+func (r *Runner) record(last sources.Revision, srcErr error, res Result, perr error, converged bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.status = Status{Revision: commit, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String(), InProgress: res.InProgress}
+	r.status = Status{Revision: last.Commit, Ref: last.Ref, Tag: last.Tag, LastPass: time.Now().UTC(), Converged: converged, Plan: res.Plan.String(), InProgress: res.InProgress}
 	if err := errors.Join(srcErr, perr, res.Err); err != nil {
 		r.status.Error = err.Error()
 	}

@@ -26,8 +26,6 @@ var (
 	// ErrFetch means the repository could not be fetched (unreachable, not a repository,
 	// branch missing...). The fleet already running is not affected: retry later.
 	ErrFetch = errors.New("git fetch failed")
-	// ErrBranchNotFound means the repository has no such branch; it comes with ErrFetch.
-	ErrBranchNotFound = errors.New("branch not found")
 	// ErrFleetNotFound means the commit has nothing at the fleet path; it comes inside a
 	// RevisionError.
 	ErrFleetNotFound = errors.New("fleet path not found")
@@ -42,7 +40,11 @@ type GitConfig struct {
 	// (https://user:token@host/repo.git): they are sent as HTTP basic authentication,
 	// kept out of the clone's .git/config, and masked wherever the URL is shown.
 	URL string
-	// Branch is the branch to track; "main" when empty.
+	// Ref is what to track (ParseRef): "branch:NAME", "tag:NAME", "semver:RANGE" or
+	// "commit:SHA". Empty: the branch Branch.
+	Ref string
+	// Branch is shorthand for Ref "branch:NAME"; "main" when both are empty. Set with
+	// a Ref, it must name the same branch.
 	Branch string
 	// Path is the fleet file, or a directory of them, in the repository; "fleet.yaml"
 	// when empty. "." is the repository's root directory.
@@ -62,12 +64,23 @@ type GitConfig struct {
 	// Auth's files), so that whoever prints (the logger, /status) masks it; the source
 	// masks its own errors with it. A fresh set when nil.
 	Secrets *redact.Set
+	// VerifySignatures makes the source act only on a head commit (for tag and semver
+	// refs, an annotated tag) signed by a key of TrustedKeys or AllowedSigners.
+	VerifySignatures bool
+	// TrustedKeys is a file holding an armored OpenPGP keyring.
+	TrustedKeys string
+	// AllowedSigners is an OpenSSH allowed_signers file (ssh-keygen(1)).
+	AllowedSigners string
 }
 
 // Revision is the fleet at one commit.
 type Revision struct {
 	Commit string // full SHA
-	Fleet  *Fleet
+	// Ref is what the source tracks ("branch:main", "semver:^1.2"), Tag the tag the
+	// commit was reached through, if any.
+	Ref   string
+	Tag   string
+	Fleet *Fleet
 }
 
 // RevisionError means the content of a commit is bad (an invalid fleet, a missing fleet
@@ -93,10 +106,12 @@ func shortSHA(sha string) string {
 
 var fullSHARE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
-// Git tracks one branch of a git repository, pull-based: each Fetch brings the branch
-// head, and Fleet reads the fleet at any fetched commit. It authenticates as
-// GitConfig.Auth says, or with the credentials an http(s) URL carries. Every
-// operation ends within GitConfig.Timeout.
+// Git tracks one ref of a git repository (a branch, a tag, the highest tag in a semver
+// range, or a pinned commit), pull-based: each Read asks the remote where the ref
+// points, fetches only when it moved, and reads the fleet at that commit; Fleet reads
+// it at any other commit, fetching that commit on demand. Every operation ends within
+// GitConfig.Timeout. It authenticates as GitConfig.Auth says, or with the credentials an
+// http(s) URL carries.
 type Git struct {
 	cfg    GitConfig
 	remote remote
@@ -110,11 +125,25 @@ type Git struct {
 	lock chan struct{}
 	repo *git.Repository
 
+	ref      Ref
+	verifier *verifier // nil without VerifySignatures
+
 	// state is apart from lock so Last does not wait for a slow fetch.
 	state       sync.Mutex
 	lastFetched string
 	last        Revision
 	hasLast     bool
+	// lastRead is the outcome of the last read, kept to answer the next poll when the
+	// ref has not moved, without fetching or parsing anything. Used with the lock.
+	lastRead *readResult
+	// missing are commits the remote did not have (fetchMissing); used with the lock.
+	missing map[plumbing.Hash]missingResult
+	// fetches counts the packs fetched, stats is the last one's size.
+	fetches int
+	stats   fetchStats
+	dials   int // sessions opened with the remote
+	// maxFetch bounds a pack: MaxFetchBytes, lowered by tests.
+	maxFetch int64
 }
 
 // NewGit checks cfg, fills its defaults, and, when cfg.Dir already holds a clone, checks
@@ -139,11 +168,19 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 		}
 		cfg.URL = abs
 	}
-	if cfg.Branch == "" {
-		cfg.Branch = "main"
+	ref, err := configRef(cfg)
+	if err != nil {
+		return nil, err
 	}
-	if err := plumbing.NewBranchReferenceName(cfg.Branch).Validate(); err != nil {
-		return nil, fmt.Errorf("git source: invalid branch %q: %w", cfg.Branch, err)
+	if ref.Kind == RefBranch {
+		cfg.Branch = ref.Name
+	}
+	cfg.Ref = ref.String()
+	var verify *verifier
+	if cfg.VerifySignatures {
+		if verify, err = newVerifier(cfg.TrustedKeys, cfg.AllowedSigners); err != nil {
+			return nil, fmt.Errorf("git source: %w", err)
+		}
 	}
 	if cfg.Path == "" {
 		cfg.Path = "fleet.yaml"
@@ -164,7 +201,7 @@ func NewGit(cfg GitConfig, log *slog.Logger) (*Git, error) {
 		return nil, fmt.Errorf("git source: timeout %s must be positive", cfg.Timeout)
 	}
 	r := splitCredentials(cfg.URL)
-	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), log: log.With("url", r.display, "branch", cfg.Branch)}
+	g := &Git{cfg: cfg, remote: r, lock: make(chan struct{}, 1), ref: ref, verifier: verify, maxFetch: MaxFetchBytes, log: log.With("url", r.display, "ref", ref.String())}
 	if err := g.setUpAuth(ep); err != nil {
 		return nil, err
 	}
@@ -190,6 +227,9 @@ func (g *Git) Config() GitConfig {
 	cfg.URL = g.remote.display
 	return cfg
 }
+
+// Ref is what the source tracks.
+func (g *Git) Ref() Ref { return g.ref }
 
 // DisplayURL is the repository URL to show in logs and status: as configured, with any
 // password or token masked.
@@ -287,71 +327,32 @@ func (g *Git) open() (*git.Repository, error) {
 	return repo, nil
 }
 
-// Fetch brings the tracked branch from the remote and returns the full SHA of its head.
-// Failures to reach the remote wrap ErrFetch and name the URL, credentials masked, and
-// the branch; a remote that does not answer within the timeout gives ErrTimeout.
-func (g *Git) Fetch(ctx context.Context) (string, error) {
-	ctx, cancel := g.withTimeout(ctx)
-	defer cancel()
-	commit, err := locked(ctx, g, g.fetch)
-	if err != nil && !errors.Is(err, ErrFetch) && ctx.Err() != nil {
-		err = g.fetchError(err)
-	}
-	return commit, err
-}
-
-// fetch is Fetch with the lock held.
-func (g *Git) fetch(ctx context.Context) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", g.fetchError(err)
-	}
-	repo, err := g.open()
-	if err != nil {
-		return "", err
-	}
-	remote, err := repo.Remote(remoteName)
-	if err != nil {
-		return "", fmt.Errorf("git source: remote of clone: %w", err)
-	}
-	tracking := plumbing.NewRemoteReferenceName(remoteName, g.cfg.Branch)
-	// Forced, so that a force-pushed branch is followed: git is the only input.
-	spec := config.RefSpec(fmt.Sprintf("+%s:%s", plumbing.NewBranchReferenceName(g.cfg.Branch), tracking))
-	auth, ca, err := g.callAuth()
-	if err != nil {
-		return "", g.fetchError(err)
-	}
-	err = remote.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: remoteName,
-		RefSpecs:   []config.RefSpec{spec},
-		Tags:       git.NoTags,
-		Auth:       auth,
-		CABundle:   ca,
-	})
-	switch {
-	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
-	case errors.Is(err, git.NoMatchingRefSpecError{}):
-		return "", g.fetchError(ErrBranchNotFound)
-	default:
-		return "", g.fetchError(err)
-	}
-	ref, err := repo.Reference(tracking, true)
-	if err != nil {
-		return "", g.fetchError(fmt.Errorf("resolve %s: %w", tracking, err))
-	}
-	commit := ref.Hash().String()
-	g.state.Lock()
-	changed := commit != g.lastFetched
-	g.lastFetched = commit
-	g.state.Unlock()
-	if changed {
-		g.log.Info("fetched new commit", "revision", commit)
-	}
-	return commit, nil
-}
-
 // fetchError names the remote, credentials masked also in what go-git says.
 func (g *Git) fetchError(err error) error {
-	return fmt.Errorf("%w: branch %q of %s: %w", ErrFetch, g.cfg.Branch, g.remote.display, redact.Error(g.authError(err), g.secrets.List()...))
+	return fmt.Errorf("%w: %s of %s: %w", ErrFetch, g.ref.describe(), g.remote.display, redact.Error(g.authError(err), g.secrets.List()...))
+}
+
+// configRef is the ref cfg asks for: Ref, or the branch Branch, "main" by default.
+func configRef(cfg GitConfig) (Ref, error) {
+	if cfg.Ref == "" {
+		branch := cfg.Branch
+		if branch == "" {
+			branch = "main"
+		}
+		ref, err := BranchRef(branch)
+		if err != nil {
+			return Ref{}, fmt.Errorf("git source: invalid branch %q: %w", branch, err)
+		}
+		return ref, nil
+	}
+	ref, err := ParseRef(cfg.Ref)
+	if err != nil {
+		return Ref{}, fmt.Errorf("git source: %w", err)
+	}
+	if cfg.Branch != "" && (ref.Kind != RefBranch || ref.Name != cfg.Branch) {
+		return Ref{}, fmt.Errorf("git source: branch %q and ref %q disagree: give one of them", cfg.Branch, cfg.Ref)
+	}
+	return ref, nil
 }
 
 // Fleet reads and parses the fleet at commit, a full SHA already fetched. Problems with
@@ -379,6 +380,11 @@ func (g *Git) fleet(ctx context.Context, commit string) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A predecessor's commit (a rollback's target) may predate the shallow clone:
+	// fetch it now.
+	if err := g.ensureCommit(ctx, repo, plumbing.NewHash(commit)); err != nil {
+		return nil, fmt.Errorf("read fleet at commit %s: %w", shortSHA(commit), err)
+	}
 	c, err := repo.CommitObject(plumbing.NewHash(commit))
 	if err != nil {
 		return nil, fmt.Errorf("read fleet at commit %s: %w", shortSHA(commit), err)
@@ -396,38 +402,4 @@ func (g *Git) fleet(ctx context.Context, commit string) (*Fleet, error) {
 		return nil, &RevisionError{Commit: commit, Err: err}
 	}
 	return fleet, nil
-}
-
-// Read fetches the branch and reads the fleet at its head. When the commit is bad the
-// returned Revision still names it (without a fleet) beside the *RevisionError.
-func (g *Git) Read(ctx context.Context) (Revision, error) {
-	commit, err := g.Fetch(ctx)
-	if err != nil {
-		return Revision{}, err
-	}
-	fleet, err := g.Fleet(ctx, commit)
-	if err != nil {
-		return Revision{Commit: commit}, err
-	}
-	rev := Revision{Commit: commit, Fleet: fleet}
-	g.state.Lock()
-	g.last, g.hasLast = rev, true
-	g.state.Unlock()
-	return rev, nil
-}
-
-// Last is the last revision Read returned without error, so that a failing fetch or a
-// bad commit can be reported against what is known to be good.
-func (g *Git) Last() (Revision, bool) {
-	g.state.Lock()
-	defer g.state.Unlock()
-	return g.last, g.hasLast
-}
-
-// LastFetched is the branch head at the last successful Fetch, valid fleet or not; ""
-// before any.
-func (g *Git) LastFetched() string {
-	g.state.Lock()
-	defer g.state.Unlock()
-	return g.lastFetched
 }

@@ -420,7 +420,7 @@ func TestNewGitValidates(t *testing.T) {
 	g := newGit(t, GitConfig{URL: "relative/repo"})
 	cfg := g.Config()
 	wd, _ := os.Getwd()
-	want := GitConfig{URL: filepath.Join(wd, "relative/repo"), Branch: "main", Path: "fleet.yaml", Timeout: DefaultGitTimeout}
+	want := GitConfig{URL: filepath.Join(wd, "relative/repo"), Ref: "branch:main", Branch: "main", Path: "fleet.yaml", Timeout: DefaultGitTimeout}
 	if cfg != want {
 		t.Errorf("Config() = %+v, want %+v", cfg, want)
 	}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/testenv"
@@ -56,16 +55,10 @@ func writeSecret(t *testing.T, path, content string) {
 	}
 }
 
-// readAt reads the source and wants commit.
-func readAt(t *testing.T, g *Git, want string) {
+// readCommit reads the source and wants commit.
+func readCommit(t *testing.T, g *Git, want string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rev, err := g.Read(ctx)
-	if err != nil {
-		t.Fatalf("Read: %v", err)
-	}
-	if rev.Commit != want {
+	if rev := readAt(t, g); rev.Commit != want {
 		t.Fatalf("Read = commit %s, want %s", rev.Commit, want)
 	}
 }
@@ -127,7 +120,7 @@ func TestGitTransportsAndAuth(t *testing.T) {
 			}
 			before := tt.server.Fetches()
 			g := newTestGit(t, tt.cfg)
-			readAt(t, g, first)
+			readCommit(t, g, first)
 			if got := tt.server.Fetches() - before; got != 1 {
 				t.Errorf("the server sent %d packs for the first read, want 1", got)
 			}
@@ -157,7 +150,7 @@ func TestGitHostKeyAlgorithms(t *testing.T) {
 		t.Run(typ, func(t *testing.T) {
 			g := newTestGit(t, GitConfig{URL: sshd.RepoURL("fleet"),
 				Auth: GitAuth{SSHKeyFile: deploy.PrivateFile, KnownHostsFile: testenv.WriteKnownHosts(t, sshd.KnownHostsLine(typ))}})
-			readAt(t, g, first)
+			readCommit(t, g, first)
 		})
 	}
 }
@@ -231,7 +224,7 @@ func TestGitRefusals(t *testing.T) {
 			}
 			first := r.commit(t, tt.name+" good")
 			g := newTestGit(t, cfg)
-			readAt(t, g, first)
+			readCommit(t, g, first)
 
 			tt.spoil(t, secret, keyFile, knownHosts)
 			r.commit(t, tt.name+" unreachable")
@@ -270,7 +263,7 @@ func TestGitTokenRotation(t *testing.T) {
 	srv := testenv.ServeGitHTTP(t, r.root, testenv.GitHTTPOptions{User: "drover", Password: "token-old-1111", TLS: true})
 	file := secretFile(t, "token-old-1111")
 	g := newTestGit(t, GitConfig{URL: srv.RepoURL("fleet"), Auth: GitAuth{Username: "drover", TokenFile: file, CAFile: srv.CA.CertFile}})
-	readAt(t, g, first)
+	readCommit(t, g, first)
 
 	srv.SetPassword("drover", "token-new-2222")
 	second := r.commit(t, "second")
@@ -278,7 +271,7 @@ func TestGitTokenRotation(t *testing.T) {
 		t.Fatalf("Read with the revoked token = %v, want ErrAuth", err)
 	}
 	writeSecret(t, file, "token-new-2222")
-	readAt(t, g, second)
+	readCommit(t, g, second)
 }
 
 // TestGitCredentialsRedacted: a server that quotes the credentials it was sent in

@@ -52,7 +52,8 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 		d.listenToken = tok
 		secrets.Add(tok)
 	}
-	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout,
+	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Ref: o.ref, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout,
+		VerifySignatures: o.verifySignatures, TrustedKeys: o.gitTrustedKeys, AllowedSigners: o.gitAllowedSigners,
 		Auth: o.gitAuth, Secrets: secrets}, log)
 	if err != nil {
 		return nil, err
@@ -166,7 +167,7 @@ func (d *daemon) run(ctx context.Context) error {
 		defer srv.Close()
 		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
 	}
-	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "branch", d.opts.branch, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
+	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "ref", d.source.Config().Ref, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
 	if !d.opts.leaderLock {
 		return runner.Run(ctx)
 	}

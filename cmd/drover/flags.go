@@ -16,8 +16,14 @@ import (
 // options are every flag of run and plan; each also reads DROVER_<FLAG> from the environment.
 type options struct {
 	repo   string
-	branch string
-	path   string
+	branch string // empty: main, unless ref says otherwise
+	// ref is what to track: branch:NAME, tag:NAME, semver:RANGE or commit:SHA.
+	ref  string
+	path string
+	// verifySignatures: act only on commits (or tags) signed by a trusted key.
+	verifySignatures  bool
+	gitTrustedKeys    string
+	gitAllowedSigners string
 	// gitTimeout bounds each git operation (a fetch, a read).
 	gitTimeout time.Duration
 	// gitAuth: how to authenticate to the repository (SSH key, token files, CA).
@@ -44,7 +50,14 @@ type options struct {
 
 func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.repo, "repo", "", "git repository holding the fleet: a URL or a local path (required)")
-	fs.StringVar(&o.branch, "branch", "main", "branch to track")
+	fs.StringVar(&o.branch, "branch", "", "branch to track (default main): shorthand for --ref branch:NAME")
+	fs.StringVar(&o.ref, "ref", "", "what to track: branch:NAME, tag:NAME (followed when it moves), semver:RANGE (the highest\n"+
+		"tag in the range; pre-releases only when the range names one) or commit:SHA (pinned). Default branch:main")
+	fs.BoolVar(&o.verifySignatures, "verify-signatures", false, "act only on a head commit (for tag and semver refs, an annotated tag) signed by a key of\n"+
+		"--git-trusted-keys or --git-allowed-signers; otherwise keep the last good revision")
+	fs.StringVar(&o.gitTrustedKeys, "git-trusted-keys", "", "file holding an armored OpenPGP keyring whose keys --verify-signatures trusts")
+	fs.StringVar(&o.gitAllowedSigners, "git-allowed-signers", "", "OpenSSH allowed_signers file (ssh-keygen(1)) whose keys --verify-signatures trusts for SSH\n"+
+		"signatures (namespace git); cert-authority and valid-after/valid-before are refused")
 	fs.StringVar(&o.path, "path", "fleet.yaml", "fleet file, or directory of *.yaml files, inside the repository")
 	fs.DurationVar(&o.gitTimeout, "git-timeout", sources.DefaultGitTimeout, "bound on each git operation (fetch, read): a git server that accepts and never\n"+
 		"answers fails the fetch instead of hanging Drover while it holds the leader lock")
@@ -119,6 +132,15 @@ func (o *options) validate(withRun bool) error {
 			problems = append(problems, redact.String(err.Error()))
 		}
 	}
+	if _, err := o.trackedRef(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if o.verifySignatures && o.gitTrustedKeys == "" && o.gitAllowedSigners == "" {
+		problems = append(problems, "--verify-signatures needs --git-trusted-keys FILE or --git-allowed-signers FILE")
+	}
+	if !o.verifySignatures && (o.gitTrustedKeys != "" || o.gitAllowedSigners != "") {
+		problems = append(problems, "--git-trusted-keys and --git-allowed-signers are used only with --verify-signatures: set it too")
+	}
 	if o.fleet != "" {
 		if err := reconciler.ValidFleet(o.fleet); err != nil {
 			problems = append(problems, "--fleet: "+err.Error())
@@ -163,5 +185,34 @@ func (o options) fleetName() string {
 	if o.fleet != "" {
 		return o.fleet
 	}
-	return reconciler.FleetID(o.repo, o.branch, o.path)
+	// A branch keeps the ID it had before --ref existed.
+	what := o.ref
+	if ref, err := o.trackedRef(); err == nil && ref.Kind == sources.RefBranch {
+		what = ref.Name
+	}
+	return reconciler.FleetID(o.repo, what, o.path)
+}
+
+// trackedRef is what --ref and --branch say to track; they must agree when both are
+// given.
+func (o options) trackedRef() (sources.Ref, error) {
+	if o.ref == "" {
+		branch := o.branch
+		if branch == "" {
+			branch = "main"
+		}
+		ref, err := sources.BranchRef(branch)
+		if err != nil {
+			return sources.Ref{}, fmt.Errorf("--branch: %w", err)
+		}
+		return ref, nil
+	}
+	ref, err := sources.ParseRef(o.ref)
+	if err != nil {
+		return sources.Ref{}, fmt.Errorf("--ref: %w", err)
+	}
+	if o.branch != "" && (ref.Kind != sources.RefBranch || ref.Name != o.branch) {
+		return sources.Ref{}, fmt.Errorf("--branch %s and --ref %s disagree: give one of them", o.branch, o.ref)
+	}
+	return ref, nil
 }
