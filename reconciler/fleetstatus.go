@@ -67,7 +67,7 @@ func (r *Reconciler) fleetStatus(ctx context.Context, in statusInput) (FleetStat
 	}
 	busy := r.work.busy()
 	if in.rev != nil {
-		out.Revision = in.rev.Commit
+		out.Revision, out.Ref, out.Tag = in.rev.Commit, in.rev.Ref, in.rev.Tag
 		for _, svc := range in.rev.Fleet.Services {
 			st := serviceStatus(svc, in.rev.Commit, byService[svc.Name], byID, busy[svc.Name])
 			if f, ok := failed[svc.Name]; ok && f.Revision == in.rev.Commit && f.SpecHash == SpecHash(svc) {

@@ -39,6 +39,8 @@ type options struct {
 	listen        string
 	// listenTokenFile holds the bearer token /status wants; required off loopback.
 	listenTokenFile string
+	// webhookSecretFile enables /hooks/git: pushes signed with this secret trigger a pass.
+	webhookSecretFile string
 	once            bool
 	leaderLock      bool
 	// replaceUnhealthyAfter: how long a VM may fail its check before it is replaced.
@@ -88,6 +90,9 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 		fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address for /healthz and /status (empty disables)")
 		fs.StringVar(&o.listenTokenFile, "listen-token-file", "", "file holding a bearer token that /status requires (/healthz stays open).\n"+
 			"Required when --listen is not a loopback address: /status shows the plan and errors")
+		fs.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the secret of the git host's push webhook (>= 16 bytes). With it, --listen\n"+
+			"serves /hooks/git: a push to the tracked ref, signed by GitHub (X-Hub-Signature-256), Gitea/Forgejo\n"+
+			"(X-Gitea-Signature) or GitLab (X-Gitlab-Token), fetches and runs a pass at once; polling stays the fallback")
 		fs.BoolVar(&o.once, "once", false, "run passes until the fleet matches the commit (exit 0) or the revision fails (exit 1)")
 		fs.DurationVar(&o.replaceUnhealthyAfter, "replace-unhealthy-after", 5*time.Minute, "replace a running VM that has failed its check this long (after its healthy_deadline)")
 		fs.BoolVar(&o.leaderLock, "leader-lock", true, "take a Consul lock per fleet so only one drover acts; others wait as standbys.\n"+
@@ -170,6 +175,9 @@ func (o *options) validate(withRun bool) error {
 	}
 	if withRun && o.listen != "" && !loopbackListen(o.listen) && o.listenTokenFile == "" {
 		problems = append(problems, fmt.Sprintf("--listen %s is not a loopback address: set --listen-token-file FILE (a bearer token for /status), or listen on 127.0.0.1", o.listen))
+	}
+	if withRun && o.webhookSecretFile != "" && o.listen == "" {
+		problems = append(problems, "--webhook-secret-file needs --listen: the webhook is served there at /hooks/git")
 	}
 	if withRun && o.interval <= 0 {
 		problems = append(problems, fmt.Sprintf("--interval %s: must be positive", o.interval))
