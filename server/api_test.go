@@ -163,4 +163,3 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
-

@@ -235,3 +235,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func reconcilerEvent(kind, service, reason string) reconciler.Event {
+	return reconciler.Event{Kind: reconciler.EventKind(kind), Service: service, Reason: reason}
+}
