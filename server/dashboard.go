@@ -40,7 +40,7 @@ type pages struct {
 
 func newPages() (*pages, error) {
 	funcs := template.FuncMap{
-		"short": shortRev,
+		"short": func(rev string) string { return rev[:min(len(rev), 12)] },
 		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"kinds": func() string {
 			s := make([]string, len(kinds))
