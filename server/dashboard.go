@@ -96,6 +96,14 @@ type serviceView struct {
 	Rolling bool
 	// Missing says the service has history but is no longer in the fleet.
 	Missing bool
+	// Rows are the VMs, formatted here: a fleet of 1,000 VMs renders in a few ms
+	// only if the template does no method calls per row.
+	Rows []vmRow
+}
+
+// vmRow is flat on purpose: templates find an embedded field by a slow search.
+type vmRow struct {
+	Name, Version, State, Health, Address, Created, Age string
 }
 
 type servicePage struct {
@@ -131,7 +139,12 @@ func (c clock) Age(t time.Time) string {
 }
 
 func (s *Server) newServiceView(c clock, svc reconciler.ServiceStatus) serviceView {
-	v := serviceView{clock: c, ServiceStatus: svc, Rolling: svc.Phase == "rolling-out" && svc.Progress.Wanted > 0}
+	v := serviceView{clock: c, ServiceStatus: svc, Rolling: svc.Phase == "rolling-out" && svc.Progress.Wanted > 0,
+		Rows: make([]vmRow, len(svc.VMs))}
+	for i, vm := range svc.VMs {
+		v.Rows[i] = vmRow{Name: vm.Name, Version: vm.Version, State: vm.State, Health: vm.Health, Address: vm.Address,
+			Created: vm.Created.UTC().Format(time.RFC3339), Age: c.Age(vm.Created)}
+	}
 	for _, vc := range svc.Versions {
 		if vc.Version == svc.Version {
 			v.Current += vc.Passing
