@@ -22,6 +22,9 @@ type fakeView struct {
 	subs  map[int]chan reconciler.Event
 	next  int
 	seq   uint64
+	// beforeHistory, when set, runs at the start of History: a test can make an
+	// event happen between a subscription and a history read.
+	beforeHistory func()
 }
 
 var _ reconciler.View = (*fakeView)(nil)
@@ -37,6 +40,13 @@ func (f *fakeView) FleetStatus(ctx context.Context) (reconciler.FleetStatus, err
 }
 
 func (f *fakeView) History(ctx context.Context, service string, limit int) ([]reconciler.Event, error) {
+	f.mu.Lock()
+	hook := f.beforeHistory
+	f.beforeHistory = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stErr != nil {

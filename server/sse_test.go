@@ -37,11 +37,13 @@ func openStream(t testing.TB, url string, hdr ...string) *sseClient {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// A stream that never answers fails the test instead of hanging it.
+	cl := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 10 * time.Second}}
+	resp, err := cl.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { resp.Body.Close() })
+	t.Cleanup(func() { resp.Body.Close(); cl.CloseIdleConnections() })
 	c := &sseClient{resp: resp, frames: make(chan sseFrame, 100)}
 	if resp.StatusCode != 200 {
 		return c
@@ -148,8 +150,14 @@ func TestEventStreamReplay(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f.view.waitSubscribers(t, 0) // the last subtest's stream is gone
+			// One event lands between the stream's subscription and its history
+			// read: it is in both, and must go out once.
+			between := make(chan reconciler.Event, 1)
+			f.view.mu.Lock()
+			f.view.beforeHistory = func() { between <- f.view.publish(reconciler.Event{Kind: reconciler.EventDriftRepaired, Service: "web"}) }
+			f.view.mu.Unlock()
 			c := openStream(t, ts.URL+tt.url, tt.hdr...)
-			f.view.waitSubscribers(t, 1)
+			<-between
 			live := f.view.publish(reconciler.Event{Kind: reconciler.EventVMRetired, Service: "web"})
 			var ids, want []string
 			for seq := uint64(2); seq <= live.Seq; seq++ {
@@ -193,6 +201,7 @@ func TestEventStreamBounded(t *testing.T) {
 	ts := httptest.NewServer(f.srv.Handler())
 	t.Cleanup(ts.Close)
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	first := openStreamCtx(t, ctx, ts.URL)
 	openStream(t, ts.URL+"/api/v1/events")
 	f.view.waitSubscribers(t, 2)
