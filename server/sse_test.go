@@ -154,7 +154,9 @@ func TestEventStreamReplay(t *testing.T) {
 			// read: it is in both, and must go out once.
 			between := make(chan reconciler.Event, 1)
 			f.view.mu.Lock()
-			f.view.beforeHistory = func() { between <- f.view.publish(reconciler.Event{Kind: reconciler.EventDriftRepaired, Service: "web"}) }
+			f.view.beforeHistory = func() {
+				between <- f.view.publish(reconciler.Event{Kind: reconciler.EventDriftRepaired, Service: "web"})
+			}
 			f.view.mu.Unlock()
 			c := openStream(t, ts.URL+tt.url, tt.hdr...)
 			<-between
