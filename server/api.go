@@ -105,7 +105,9 @@ func (s *Server) apiReconcile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"result": "pass requested"})
 }
 
-// order runs a per-service order once the service is known to be in the fleet.
+// order runs a per-service order. A service the fleet's status does not list is 404
+// here, before Control is asked; with no revision read yet (a standby, a Drover that
+// never fetched) the fleet is not known, and Control decides.
 func (s *Server) order(w http.ResponseWriter, r *http.Request, verb string, do func(context.Context, string) error) {
 	name := r.PathValue("name")
 	st, err := s.cfg.View.FleetStatus(r.Context())
@@ -114,7 +116,7 @@ func (s *Server) order(w http.ResponseWriter, r *http.Request, verb string, do f
 		return
 	}
 	i := slices.IndexFunc(st.Services, func(svc reconciler.ServiceStatus) bool { return svc.Name == name })
-	if i < 0 {
+	if i < 0 && st.Revision != "" {
 		names := make([]string, len(st.Services))
 		for j, svc := range st.Services {
 			names[j] = svc.Name

@@ -137,6 +137,17 @@ func TestViewAndControlErrors(t *testing.T) {
 	}
 }
 
+// TestOrderBeforeAnyRevision: with no revision read, the fleet is not known: the
+// order goes to Control, which decides.
+func TestOrderBeforeAnyRevision(t *testing.T) {
+	f := newFixture(t, nil)
+	f.view.update(func(st *reconciler.FleetStatus) { *st = reconciler.FleetStatus{Fleet: "demo"} })
+	w := f.do("POST", "/api/v1/services/web/resume", "")
+	if got := f.ctl.got(); w.Code != 200 || len(got) != 1 || got[0] != "resume web" {
+		t.Errorf("resume before any revision: got %d, orders %q; want 200 and the order passed on", w.Code, got)
+	}
+}
+
 // TestLegacyStatus: with the runner's record handed over, /status shows it as before.
 func TestLegacyStatus(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
