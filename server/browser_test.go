@@ -197,3 +197,37 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	screenshot(t, ctx, "5-phone")
 }
+
+// TestDashboardLoginInBrowser: with a token, a browser is sent to /login, logs in with
+// the token, sees the fleet and its live updates through the read-only cookie, and
+// cannot order with it.
+func TestDashboardLoginInBrowser(t *testing.T) {
+	ctx := browser(t)
+	f := newFixture(t, func(c *Config) { c.Token = testToken; c.Now = time.Now })
+	url := serveFixture(t, f)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(url+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#token`)),
+		chromedp.SendKeys(chromedp.CSS(`#token`), testToken),
+		chromedp.Submit(chromedp.CSS(`#token`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-service="web"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#conn.live`)),
+	); err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	f.view.update(func(st *reconciler.FleetStatus) {
+		st.Services[0].Suspended = &reconciler.Suspended{Reason: "seen through the cookie", At: time.Now()}
+		st.Services[0].Phase = "suspended"
+	})
+	f.view.publish(reconciler.Event{Kind: reconciler.EventSuspended, Service: "web"})
+	waitText(t, ctx, `[data-service="web"] .suspended .reason`, "seen through the cookie")
+	// The page's own script, with the cookie, cannot order.
+	code, err := chromedp.Run(ctx, chromedp.Evaluate[string](`fetch('/api/v1/reconcile', {method: 'POST'}).then(r => String(r.status))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != "403" || len(f.ctl.got()) != 0 {
+		t.Errorf("POST from the logged-in page: %s, orders %q; want 403 and none", code, f.ctl.got())
+	}
+	screenshot(t, ctx, "login-fleet")
+}

@@ -27,7 +27,9 @@
     busy = true;
     fetch(src, { credentials: 'same-origin', cache: 'no-store' })
       .then(function (r) {
-        if (!r.ok) { throw new Error('HTTP ' + r.status); }
+        // A login that ended (the token changed) lands on /login: go there.
+        if (r.redirected && /\/login$/.test(r.url)) { window.location.assign('/login'); }
+        if (!r.ok || r.redirected) { throw new Error('HTTP ' + r.status); }
         return r.text();
       })
       .then(function (html) { live.innerHTML = html; })
