@@ -55,6 +55,7 @@ func TestRoutes(t *testing.T) {
 		{name: "metrics", method: "GET", path: "/metrics", wantCode: 200, wantBody: "drover_service_replicas_desired"},
 		{name: "fleet page", method: "GET", path: "/", wantCode: 200, wantBody: `data-service="api"`},
 		{name: "fleet partial", method: "GET", path: "/?partial=1", wantCode: 200, wantBody: `<section class="fleet">`},
+		{name: "fleet at a glance", method: "GET", path: "/", wantCode: 200, wantBody: `<b>7</b>/8 VMs passing</span> <span class="g-rolling"><b>1</b> rolling out</span> <span class="g-held"><b>1</b> held</span> <span class="g-suspended"><b>1</b> suspended`},
 		{name: "service page", method: "GET", path: "/services/api", wantCode: 200, wantBody: "rollout_started"},
 		{name: "service partial", method: "GET", path: "/services/api?partial=1", wantCode: 200, wantBody: "History"},
 		{name: "gone service with history", method: "GET", path: "/services/old", wantCode: 200, wantBody: "not in the fleet"},

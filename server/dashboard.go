@@ -85,6 +85,8 @@ type fleetView struct {
 	St       reconciler.FleetStatus
 	Err      string
 	Services []serviceView
+	// The fleet at a glance.
+	VMs, Passing, Rolling, Held, Suspended int
 }
 
 // serviceView is one service's card.
@@ -163,7 +165,17 @@ func (s *Server) fleetPage(w http.ResponseWriter, r *http.Request) {
 	}
 	v.St = st
 	for _, svc := range st.Services {
-		v.Services = append(v.Services, s.newServiceView(c, svc))
+		sv := s.newServiceView(c, svc)
+		v.Services = append(v.Services, sv)
+		v.VMs += len(svc.VMs)
+		for _, vm := range svc.VMs {
+			if vm.Health == "passing" {
+				v.Passing++
+			}
+		}
+		v.Rolling += b2i(sv.Rolling)
+		v.Held += b2i(svc.Held != nil)
+		v.Suspended += b2i(svc.Suspended != nil)
 	}
 	if r.URL.Query().Get("partial") != "" {
 		s.renderPart(w, r, s.pages.fleet, "fleet", v)
@@ -229,4 +241,11 @@ func (s *Server) renderPage(w http.ResponseWriter, r *http.Request, t *template.
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	w.Write(buf.Bytes())
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
