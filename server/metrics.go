@@ -12,8 +12,8 @@ import (
 // Metrics holds the series the View cannot give: what happened during passes and
 // fetches, reported through its Observe methods, and counts derived from events.
 // Its methods are safe for concurrent use and never block. The reconciler and the
-// sources declare their own one-method interfaces that these satisfy; cmd wires
-// Server.Metrics() into them.
+// sources declare their own one-method interfaces that these satisfy; cmd makes one
+// with NewMetrics, hands it to them and to Config.Metrics.
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -28,7 +28,8 @@ type Metrics struct {
 	imageBytes   prometheus.Counter
 }
 
-func newMetrics() *Metrics {
+// NewMetrics makes the series, in a registry of their own (no global state).
+func NewMetrics() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		passDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{

@@ -168,3 +168,17 @@ func TestMetricsFollowTheView(t *testing.T) {
 		t.Errorf("after db left the fleet, its series remain")
 	}
 }
+
+// TestMetricsMadeFirst: Metrics made before the server (as cmd must, for the
+// reconciler to report into) are the ones it serves.
+func TestMetricsMadeFirst(t *testing.T) {
+	m := NewMetrics()
+	m.ObserveGitFetch(1234, nil)
+	f := newFixture(t, func(c *Config) { c.Metrics = m })
+	if f.srv.Metrics() != m {
+		t.Fatal("Server.Metrics is not Config.Metrics")
+	}
+	if body := f.do("GET", "/metrics", "").Body.String(); !strings.Contains(body, "drover_git_fetch_bytes_total 1234\n") {
+		t.Errorf("scrape lacks what was observed before New:\n%s", body)
+	}
+}

@@ -39,6 +39,10 @@ type Config struct {
 	Heartbeat time.Duration
 	// Now is the clock for ages on the dashboard (default time.Now).
 	Now func() time.Time
+	// Metrics, optional, is made with NewMetrics before the reconciler and sources
+	// that report to it (they exist before the View this server needs); default a
+	// fresh one.
+	Metrics *Metrics
 }
 
 // Server is the HTTP surface. Create it with New, serve it with Serve (or mount
@@ -78,10 +82,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Log,
-		metrics: newMetrics(),
+		metrics: cfg.Metrics,
 		pages:   p,
 		streams: make(chan struct{}, cfg.MaxStreams),
 	}
