@@ -16,11 +16,13 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 # bindings, busybox-static and cpio for the test guests, git and OpenSSH for the real git
 # servers the tests run (git daemon, git http-backend, sshd); systemd (systemd-analyze),
 # vagrant and vagrant-libvirt to check dist/drover.service and the Vagrantfile; nodejs to
-# check the fleet schema's patterns as editors (ECMA-262) read them.
+# check the fleet schema's patterns as editors (ECMA-262) read them; prometheus (promtool)
+# and chromium for the metrics and dashboard tests.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
 	openssh-server openssh-client gnupg \
-	systemd vagrant vagrant-libvirt nodejs
+	systemd vagrant vagrant-libvirt nodejs \
+	prometheus chromium
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 
