@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/drover-dev/drover/hypervisor/qemu"
 	"github.com/drover-dev/drover/internal/redact"
 	"github.com/drover-dev/drover/reconciler"
+	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/sources"
 )
 
@@ -35,6 +34,8 @@ type daemon struct {
 	secrets *redact.Set
 	// listenToken guards /status when set (--listen-token-file).
 	listenToken string
+	// metrics is /metrics: made first, so the parts that report to it get it.
+	metrics *server.Metrics
 	// tracked is source remembering the last revision read, for the progress display.
 	tracked *recordingSource
 }
@@ -43,7 +44,7 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", o.stateDir, err)
 	}
-	d := &daemon{opts: o, log: log, secrets: secrets}
+	d := &daemon{opts: o, log: log, secrets: secrets, metrics: server.NewMetrics()}
 	if o.listenTokenFile != "" {
 		tok, err := readToken(o.listenTokenFile)
 		if err != nil {
@@ -153,26 +154,65 @@ func (d *daemon) run(ctx context.Context) error {
 		MaxBackoff: max(d.opts.interval, 5*time.Minute),
 		Wake:       wake,
 	}
+	var leader *reconciler.Leader
+	if d.opts.leaderLock {
+		leader = &reconciler.Leader{Elector: d.registry, Fleet: d.opts.fleetName(), Once: d.opts.once, Log: d.log, Reconciler: d.reconciler}
+	}
 	if d.opts.listen != "" {
-		ln, err := net.Listen("tcp", d.opts.listen)
+		stop, err := d.serve(ctx, runner, leader)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", d.opts.listen, err)
+			return err
 		}
-		srv := &http.Server{Handler: statusHandler(runner, d.listenToken, d.secrets), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.log.Error("status server", "err", err)
-			}
-		}()
-		defer srv.Close()
-		d.log.Info("status endpoint", "url", "http://"+ln.Addr().String()+"/status")
+		defer stop()
 	}
 	d.log.Info("drover running", "version", version, "repo", d.source.DisplayURL(), "ref", d.source.Config().Ref, "fleet", d.opts.fleetName(), "driver", d.opts.driver, "once", d.opts.once, "leader_lock", d.opts.leaderLock)
-	if !d.opts.leaderLock {
+	if leader == nil {
 		return runner.Run(ctx)
 	}
-	leader := &reconciler.Leader{Elector: d.registry, Fleet: d.opts.fleetName(), Once: d.opts.once, Log: d.log, Reconciler: d.reconciler}
 	return leader.Run(ctx, runner.Run)
+}
+
+// serve starts the HTTP surface on --listen: the API, dashboard, metrics and, with
+// --webhook-secret-file, /hooks/git. stop ends it.
+func (d *daemon) serve(ctx context.Context, runner *reconciler.Runner, leader *reconciler.Leader) (stop func(), err error) {
+	op := &reconciler.Operator{Reconciler: d.reconciler, Runner: runner, Leader: leader}
+	cfg := server.Config{View: op, Control: op, Token: d.listenToken, Listen: d.opts.listen, Log: d.log, Metrics: d.metrics,
+		// /status stays the runner's own record, as before the API existed.
+		Status: func() any {
+			st := runner.Status()
+			st.Error, st.Plan = d.secrets.String(st.Error), d.secrets.String(st.Plan)
+			return st
+		}}
+	ctx, cancel := context.WithCancel(ctx)
+	if d.opts.webhookSecretFile != "" {
+		hook, err := newWebhook(d.opts.webhookSecretFile, d.source.Ref(), runner, d.secrets, d.log)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		go hook.Run(ctx)
+		cfg.Webhook = hook
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", d.opts.listen)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("listen %s: %w", d.opts.listen, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx, ln); err != nil {
+			d.log.Error("http server", "err", err)
+		}
+	}()
+	base := "http://" + ln.Addr().String()
+	d.log.Info("status endpoint", "url", base+"/status", "dashboard", base+"/", "metrics", base+"/metrics", "webhook", d.opts.webhookSecretFile != "")
+	return func() { cancel(); <-done }, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -87,9 +87,11 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if withRun {
 		fs.DurationVar(&o.interval, "interval", 30*time.Second, "how often to fetch the repository and run a pass")
-		fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address for /healthz and /status (empty disables)")
-		fs.StringVar(&o.listenTokenFile, "listen-token-file", "", "file holding a bearer token that /status requires (/healthz stays open).\n"+
-			"Required when --listen is not a loopback address: /status shows the plan and errors")
+		fs.StringVar(&o.listen, "listen", "127.0.0.1:7070", "address of the dashboard (/), the API (/api/v1/…), /metrics, /status, /healthz and,\n"+
+			"with --webhook-secret-file, /hooks/git (empty disables all of them)")
+		fs.StringVar(&o.listenTokenFile, "listen-token-file", "", "file holding a bearer token that every path of --listen requires but /healthz and /hooks/git\n"+
+			"(a browser trades it at /login for a read-only cookie). Required when --listen is not a\n"+
+			"loopback address: the API shows the plan and errors, and orders suspend, resume and retry")
 		fs.StringVar(&o.webhookSecretFile, "webhook-secret-file", "", "file holding the secret of the git host's push webhook (>= 16 bytes). With it, --listen\n"+
 			"serves /hooks/git: a push to the tracked ref, signed by GitHub (X-Hub-Signature-256), Gitea/Forgejo\n"+
 			"(X-Gitea-Signature) or GitLab (X-Gitlab-Token), fetches and runs a pass at once; polling stays the fallback")

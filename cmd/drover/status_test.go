@@ -5,8 +5,6 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/internal/redact"
-	"github.com/drover-dev/drover/reconciler"
 )
 
 // TestListenOffLoopbackNeedsToken: /status on a network address shows the plan and
@@ -64,43 +61,6 @@ func defaultOptions(t *testing.T) options {
 		t.Fatal(err)
 	}
 	return o
-}
-
-func TestStatusToken(t *testing.T) {
-	r := &reconciler.Runner{}
-	h := statusHandler(r, "s3cret-token", nil)
-	get := func(path, auth string) int {
-		req := httptest.NewRequest(http.MethodGet, path, nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		return w.Code
-	}
-	for _, tt := range []struct {
-		path, auth string
-		want       int
-	}{
-		{"/healthz", "", 200},
-		{"/status", "", 401},
-		{"/status", "Bearer wrong", 401},
-		{"/status", "Bearer s3cret-token-and-more", 401},
-		{"/status", "Basic czNjcmV0LXRva2Vu", 401},
-		{"/status", "Bearer s3cret-token", 200},
-	} {
-		if got := get(tt.path, tt.auth); got != tt.want {
-			t.Errorf("GET %s with Authorization %q: %d, want %d", tt.path, tt.auth, got, tt.want)
-		}
-	}
-	if got := func() int {
-		req := httptest.NewRequest(http.MethodGet, "/status", nil)
-		w := httptest.NewRecorder()
-		statusHandler(r, "", nil).ServeHTTP(w, req)
-		return w.Code
-	}(); got != 200 {
-		t.Errorf("GET /status without a token configured: %d, want 200", got)
-	}
 }
 
 func TestReadToken(t *testing.T) {
