@@ -41,8 +41,8 @@ type options struct {
 	listenTokenFile string
 	// webhookSecretFile enables /hooks/git: pushes signed with this secret trigger a pass.
 	webhookSecretFile string
-	once            bool
-	leaderLock      bool
+	once              bool
+	leaderLock        bool
 	// replaceUnhealthyAfter: how long a VM may fail its check before it is replaced.
 	replaceUnhealthyAfter time.Duration
 	logFormat             string
