@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -220,19 +221,36 @@ func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, spec hyper
 		created []hypervisor.VM
 		errs    []error
 	)
+	names := make([]string, 0, sp.Create)
 	for range sp.Create {
-		s := spec
 		name, err := r.vmName(svc.Name, sp.SpecHash, taken)
 		if err != nil {
-			errs = append(errs, err)
-			break
+			return nil, err
 		}
+		names = append(names, name)
+	}
+	// All of the step's addresses before any VM: an exhausted pool changes nothing.
+	addrs, err := r.reserveAddresses(ctx, svc, names)
+	if err != nil {
+		return nil, err
+	}
+	for i, name := range names {
+		s := spec
 		s.Name = name
 		s.Meta.Created = r.cfg.Now().UTC()
+		var addr netip.Prefix
+		if addrs != nil {
+			addr = addrs[i]
+		}
+		s = withNetwork(s, svc, addr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			vm, err := r.createOne(ctx, log, svc, s)
+			if vm.Name == "" && addr.IsValid() {
+				// Never created, so nothing else will free it.
+				r.releaseAddress(ctx, name, addr.Addr())
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if vm.Name != "" {
