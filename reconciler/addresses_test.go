@@ -224,7 +224,11 @@ func TestCollectReservations(t *testing.T) {
 	w.vms["alive"] = hypervisor.VM{Name: "alive", State: hypervisor.StateRunning}
 	put("198.18.0.14", "registered", "test", time.Hour) // its Consul instance exists
 	w.instances["registered"] = discoveryInstance("registered", "198.18.0.14")
-	r := fakeReconciler(t, w, func(c *Config) { c.Reservations = kv; c.Now = func() time.Time { return now }; c.OpTimeout = 2 * time.Minute })
+	r := fakeReconciler(t, w, func(c *Config) {
+		c.Reservations = kv
+		c.Now = func() time.Time { return now }
+		c.OpTimeout = 2 * time.Minute
+	})
 	r.collectReservations(context.Background(), r.log)
 	var left []string
 	for a := range kv.holders(t) {
