@@ -39,7 +39,7 @@ type record struct {
 	Tap     string `json:"tap,omitempty"`
 	MAC     string `json:"mac,omitempty"`
 	Address string `json:"address,omitempty"`
-	Accel       string    `json:"accel"` // for the operator: what the VM was started with
+	Accel   string `json:"accel"` // for the operator: what the VM was started with
 	// CreatedWith and Args are what Create started the VM with, so List can tell a
 	// VM changed since. Entries written before they were recorded have neither and
 	// report no drift.
