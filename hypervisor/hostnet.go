@@ -15,6 +15,9 @@ import (
 // meanwhile.
 var ErrNoBridge = errors.New("host bridge not found")
 
+// ErrNoNetwork: the libvirt network a spec names is not defined, or not started.
+var ErrNoNetwork = errors.New("libvirt network not found")
+
 // CheckBridge reports whether name is a bridge on this host.
 func CheckBridge(name string) error {
 	link, err := netlink.LinkByName(name)
