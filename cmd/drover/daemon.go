@@ -72,7 +72,7 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	audited := auditedRegistry{registry, log}
-	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
+	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Reservations: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
 		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter, Budget: o.limits.budget(), ImageGCGrace: o.imageGCGrace})
 	if err != nil {
 		d.close()
