@@ -14,7 +14,7 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 
 # Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
 # bindings, busybox-static and cpio for the test guests.
-APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
+APT_PACKAGES := qemu-system-x86 qemu-utils iproute2 dnsmasq-base libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
