@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -77,12 +78,40 @@ func (w *world) expectOwnAddresses(service, pool string) map[string]string {
 		if in := ins[vm.Name]; in.Address != a || in.Port != testenv.GuestPort {
 			w.t.Errorf("vm %s: registered at %s:%d, want its own %s:%d", vm.Name, in.Address, in.Port, a, testenv.GuestPort)
 		}
+		w.expectConsulReaches(vm.Name, fmt.Sprintf("http://%s:%d/healthz", a, testenv.GuestPort))
 		if held[a] != vm.Name {
 			w.t.Errorf("vm %s: reservation of %s held by %q", vm.Name, a, held[a])
 		}
 		byVM[vm.Name] = a
 	}
 	return byVM
+}
+
+// expectConsulReaches waits until Consul's own check of instance id has run against url
+// and passed: its output names the URL it fetched and the guest's answer.
+func (w *world) expectConsulReaches(id, url string) {
+	w.t.Helper()
+	want := "HTTP GET " + url + ": 200 OK"
+	deadline := time.Now().Add(15 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + w.consul.Addr + "/v1/agent/checks")
+		if err == nil {
+			var checks map[string]struct{ ServiceID, Status, Output string }
+			err = json.NewDecoder(resp.Body).Decode(&checks)
+			resp.Body.Close()
+			for _, c := range checks {
+				if c.ServiceID == id {
+					last = c.Status + ": " + c.Output
+					if c.Status == "passing" && strings.Contains(c.Output, want) {
+						return
+					}
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	w.t.Errorf("consul's check of %s never passed against %s; last: %s", id, url, last)
 }
 
 // pass runs one pass over fleet yaml at commit and waits for it.
@@ -291,7 +320,9 @@ func dhcpService(t *testing.T, w *world, svc, network string) {
 		a, err := netip.ParseAddr(in.Address)
 		if err != nil || !dhcpRange.Contains(a) || in.Port != testenv.GuestPort {
 			t.Errorf("instance %s registered at %s:%d, want a lease of %s on port %d", in.ID, in.Address, in.Port, dhcpRange, testenv.GuestPort)
+			continue
 		}
+		w.expectConsulReaches(in.ID, fmt.Sprintf("http://%s:%d/healthz", a, testenv.GuestPort))
 	}
 	web.Version = "2"
 	rev2 := w.commit(w.images.FleetYAML(web))

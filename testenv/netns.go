@@ -379,10 +379,22 @@ func DefineLibvirtNetwork(t *testing.T, uri, name string) {
 	if err := os.WriteFile(f, []byte(xml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"net-define", f}, {"net-start", name}} {
+	virsh := func(args ...string) error {
 		if out, err := exec.Command("virsh", append([]string{"-c", uri}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("virsh %s: %v: %s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("virsh %s: %v: %s", strings.Join(args, " "), err, out)
 		}
+		return nil
+	}
+	if err := virsh("net-define", f); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Its dnsmasq goes with it.
+		_ = virsh("net-destroy", name)
+		_ = virsh("net-undefine", name)
+	})
+	if err := virsh("net-start", name); err != nil {
+		t.Fatal(err)
 	}
 	if err := checkIsolated(); err != nil {
 		t.Fatalf("after defining libvirt network %s: %v", name, err)
