@@ -31,6 +31,12 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		}
 	}
 	for _, vm := range sp.Register {
+		if vm.Address == "" {
+			// A DHCP guest whose address no source knows yet: registered without one,
+			// Consul would check the agent's own address. A later pass registers it.
+			log.Info("not registering vm again until its address is known", "vm", vm.Name, "sources", vm.AddressSources)
+			continue
+		}
 		// Consul does not have it (restarted without its state, or Drover stopped
 		// between boot and registration): registered passing if it answers now, so a
 		// serving VM is not shown critical until Consul's first check.

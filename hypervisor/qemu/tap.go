@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 
@@ -45,6 +46,9 @@ func makeTap(tap, bridge string) error {
 		Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR,
 	}
 	if err := netlink.LinkAdd(link); err != nil {
+		if errors.Is(err, syscall.EPERM) {
+			return fmt.Errorf("create tap %s: %w (a VM on a bridge needs root or CAP_NET_ADMIN with the qemu driver)", tap, err)
+		}
 		return fmt.Errorf("create tap %s: %w", tap, err)
 	}
 	ok := false
