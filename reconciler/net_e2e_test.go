@@ -271,12 +271,18 @@ func bridgeStatic(t *testing.T, w *world, driver string, ns *testenv.NetNS) {
 }
 
 // TestNetBridgeDHCP: a service on a bridge without a pool takes its address from
-// dnsmasq, and Drover learns it from the host's neighbour table by the guest's MAC.
+// dnsmasq, and Drover learns it from the host's neighbour table by the guest's MAC, on
+// both drivers.
 func TestNetBridgeDHCP(t *testing.T) {
 	testenv.InNetNS(t, testenv.NetNSOptions{}, func(t *testing.T, ns *testenv.NetNS) {
 		testenv.StartDnsmasq(t, ns)
-		w := newWorld(t, "qemu")
-		dhcpService(t, w, "e2e-dhcp", "mode: bridge\nbridge: "+ns.Bridge)
+		testenv.NetLibvirtd(t)
+		consul := testenv.Consul(t)
+		for _, driver := range []string{"qemu", "libvirt"} {
+			t.Run(driver, func(t *testing.T) {
+				dhcpService(t, newWorldOn(t, driver, consul, ""), "e2e-dhcp-"+driver, "mode: bridge\nbridge: "+ns.Bridge)
+			})
+		}
 	})
 }
 
