@@ -193,7 +193,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}
 
 	vm := hypervisor.VM{Name: spec.Name, Meta: rec.meta(), State: d.qmpState(ctx, p.qmp)}
-	d.endpoint(&vm, rec)
+	d.endpoint(ctx, &vm, rec)
 	log.Info("vm created", "accel", d.accel, "host_port", rec.HostPort, "tap", rec.Tap, "mac", rec.MAC, "address", rec.Address, "pid", processAlive(p))
 	return vm, nil
 }
@@ -301,6 +301,9 @@ func (d *Driver) args(p vmPaths, spec hypervisor.Spec, rec record) []string {
 		"-serial", "chardev:" + consoleDevice,
 	}
 	a = append(a, netArgs(spec, rec)...)
+	if rec.Tap != "" {
+		a = append(a, agentArgs(p.agent)...)
+	}
 	if spec.Kernel != "" {
 		a = append(a, "-kernel", spec.Kernel)
 		if spec.Initrd != "" {

@@ -308,7 +308,7 @@ func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
 		}
 	}
 	if vm.State == hypervisor.StateRunning {
-		d.endpoint(&vm, rec)
+		d.endpoint(ctx, &vm, rec)
 	} else {
 		vm.Port = rec.HostPort
 		if rec.Tap != "" {
@@ -321,7 +321,7 @@ func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
 // endpoint sets where the guest's service is reached: the forwarded loopback port
 // for user networking; on a bridge, the guest's static address, or the one the host's
 // neighbour table holds for its MAC once the guest has talked (DHCP).
-func (d *Driver) endpoint(vm *hypervisor.VM, rec record) {
+func (d *Driver) endpoint(ctx context.Context, vm *hypervisor.VM, rec record) {
 	if rec.Tap == "" {
 		vm.Address, vm.Port = "127.0.0.1", rec.HostPort
 		return
@@ -331,10 +331,15 @@ func (d *Driver) endpoint(vm *hypervisor.VM, rec record) {
 		vm.Address = a
 		return
 	}
-	vm.AddressSources = []string{hypervisor.SourceNeighbours}
+	vm.AddressSources = []string{hypervisor.SourceNeighbours, SourceAgent}
 	a, err := hypervisor.NeighbourAddress(rec.MAC)
 	if err != nil {
 		d.log.Debug("guest address not available", "vm", rec.Name, "source", hypervisor.SourceNeighbours, "err", err)
+	}
+	if a == "" {
+		if a, err = agentAddress(ctx, d.paths(rec.Name).agent, rec.MAC); err != nil {
+			d.log.Debug("guest address not available", "vm", rec.Name, "source", SourceAgent, "err", err)
+		}
 	}
 	vm.Address = a
 }

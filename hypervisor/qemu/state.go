@@ -80,6 +80,7 @@ type vmPaths struct {
 	dir      string
 	metadata string
 	qmp      string
+	agent    string // the guest agent's socket, bridged VMs only
 	pid      string
 	overlay  string
 	console  string
@@ -92,6 +93,7 @@ func (d *Driver) paths(name string) vmPaths {
 		dir:      dir,
 		metadata: filepath.Join(dir, "metadata.json"),
 		qmp:      filepath.Join(dir, "qmp.sock"),
+		agent:    filepath.Join(dir, "qga.sock"),
 		pid:      filepath.Join(dir, "qemu.pid"),
 		overlay:  filepath.Join(dir, "disk.qcow2"),
 		console:  filepath.Join(dir, "console.log"),
