@@ -2,10 +2,8 @@ package testenv
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -399,15 +397,4 @@ func DefineLibvirtNetwork(t *testing.T, uri, name string) {
 	if err := checkIsolated(); err != nil {
 		t.Fatalf("after defining libvirt network %s: %v", name, err)
 	}
-}
-
-// errNotInNetNS is returned by helpers that would reach the test network from outside.
-var errNotInNetNS = errors.New("not inside the test's network namespace")
-
-// DialGuest opens a TCP connection to a guest on the test network, refusing outside it.
-func DialGuest(addr string, timeout time.Duration) (net.Conn, error) {
-	if os.Getenv(netnsChildEnv) == "" {
-		return nil, errNotInNetNS
-	}
-	return net.DialTimeout("tcp", addr, timeout)
 }
