@@ -17,12 +17,14 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 # servers the tests run (git daemon, git http-backend, sshd); systemd (systemd-analyze),
 # vagrant and vagrant-libvirt to check dist/drover.service and the Vagrantfile; nodejs to
 # check the fleet schema's patterns as editors (ECMA-262) read them; prometheus (promtool)
-# and chromium for the metrics and dashboard tests.
+# and chromium for the metrics and dashboard tests; iproute2 and dnsmasq-base for the
+# network tests (a bridge and DHCP inside a namespace the test makes).
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
 	openssh-server openssh-client gnupg \
 	systemd vagrant vagrant-libvirt nodejs \
-	prometheus chromium
+	prometheus chromium \
+	iproute2 dnsmasq-base
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 

@@ -129,6 +129,10 @@ type VM struct {
 	// address (empty until known) and GuestPort otherwise.
 	Address string
 	Port    int
+	// AddressSources names where the driver looked for a guest address it learns after
+	// boot (DHCP): "libvirt's DHCP leases", "the host's neighbour table", "the guest
+	// agent". Empty when the address is known from the start.
+	AddressSources []string
 	// Drift lists, one human-readable line each, how the VM's definition or process
 	// now differs from what it was created with ("memory: created with 128 MiB, now
 	// 256 MiB"). Empty when the VM is as created, or when it was created by a Drover

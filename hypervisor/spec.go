@@ -3,6 +3,8 @@ package hypervisor
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,6 +83,23 @@ func (s Spec) Validate(networks ...string) error {
 		bad("network mode %q without a bridge", mode)
 	case mode == NetworkLibvirt && s.Network.Network == "":
 		bad("network mode %q without a network name", mode)
+	}
+	if m := s.Network.MAC; m != "" {
+		if hw, err := net.ParseMAC(m); err != nil || len(hw) != 6 || hw[0]&1 == 1 {
+			bad("mac %q: want a unicast 6-byte MAC such as 52:54:00:12:34:56", m)
+		}
+	}
+	if a := s.Network.Address; a != "" {
+		if pfx, err := netip.ParsePrefix(a); err != nil || !pfx.Addr().Is4() {
+			bad("address %q: want an IPv4 address with its prefix, such as 198.18.0.10/24", a)
+		} else if s.Network.Mode == NetworkUser {
+			bad("address %s with user networking: a static address needs mode bridge or network", a)
+		}
+	}
+	for _, g := range append([]string{s.Network.Gateway}, s.Network.DNS...) {
+		if _, err := netip.ParseAddr(g); g != "" && err != nil {
+			bad("gateway or dns %q: want an IP address", g)
+		}
 	}
 	if s.Meta.Service == "" {
 		bad("metadata has no service")

@@ -106,7 +106,7 @@ func newWorldOn(t testing.TB, driverName string, consul *testenv.ConsulAgent, fl
 
 func (w *world) newReconciler() *reconciler.Reconciler {
 	rec, err := reconciler.New(reconciler.Config{
-		Fleet: w.fleet, Hypervisor: w.hv, Registrar: w.reg, Health: w.reg, Failures: w.reg, Events: w.reg, Images: w.cache, Log: w.log, History: historyOf(w),
+		Fleet: w.fleet, Hypervisor: w.hv, Registrar: w.reg, Health: w.reg, Failures: w.reg, Reservations: w.reg, Events: w.reg, Images: w.cache, Log: w.log, History: historyOf(w),
 		PruneDrain: 200 * time.Millisecond, PruneShutdownTimeout: 3 * time.Second,
 		// Short, so the drift test can show a VM failing its check being replaced.
 		ReplaceUnhealthyAfter: 3 * time.Second,

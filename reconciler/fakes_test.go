@@ -37,6 +37,10 @@ type fakeWorld struct {
 	creating, maxCreating int
 	// unhealthy are versions whose instances never pass their check.
 	unhealthy map[string]bool
+	// dhcpAfter, when set, is how many Lists a VM off user networking is reported
+	// without an address (as a DHCP guest is) before it gets one; negative is never.
+	dhcpAfter int
+	lists     int
 }
 
 func newFakeWorld() *fakeWorld {
@@ -78,6 +82,9 @@ func (w *fakeWorld) Create(ctx context.Context, spec hypervisor.Spec) (hyperviso
 		return hypervisor.VM{}, w.createErr
 	}
 	vm := hypervisor.VM{Name: spec.Name, State: hypervisor.StateRunning, Address: "127.0.0.1", Port: 1, Meta: spec.Meta}
+	if w.dhcpAfter != 0 && spec.Network.Mode != hypervisor.NetworkUser {
+		vm.Address, vm.AddressSources = "", []string{"the host's neighbour table"}
+	}
 	w.mu.Lock()
 	w.vms[vm.Name] = vm
 	w.mu.Unlock()
@@ -87,8 +94,13 @@ func (w *fakeWorld) Create(ctx context.Context, spec hypervisor.Spec) (hyperviso
 func (w *fakeWorld) List(context.Context) ([]hypervisor.VM, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.lists++
 	out := make([]hypervisor.VM, 0, len(w.vms))
 	for _, vm := range w.vms {
+		if vm.Address == "" && w.dhcpAfter > 0 && w.lists > w.dhcpAfter {
+			vm.Address = "198.18.0.50"
+			w.vms[vm.Name] = vm
+		}
 		out = append(out, vm)
 	}
 	return out, nil

@@ -18,6 +18,11 @@ const (
 	PointOrphanDeregistered = "orphan-deregistered" // a registration without VM was removed
 )
 
+// PointAddressReserved: a static address is reserved in Consul KV, its VM not yet
+// created. Not in Points: only a service with static addressing reaches it, and the
+// network e2e test kills Drover there.
+const PointAddressReserved = "address-reserved"
+
 // Points lists every hook point, for tests that visit them all.
 var Points = []string{
 	PointObserved, PointCreated, PointRegistered, PointGateWaiting, PointProbePassed,

@@ -39,6 +39,7 @@ func (r *Reconciler) Start(ctx context.Context, rev sources.Revision) (Result, e
 	// VMs or registrations the snapshot caught half-made.
 	busy := r.work.busy()
 	r.sweep(ctx)
+	r.collectReservations(ctx, r.log)
 	p, obs, err := r.plan(ctx, rev)
 	if err != nil {
 		return Result{}, err

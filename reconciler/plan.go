@@ -259,6 +259,9 @@ func replaceReason(in planInput, svc sources.Service, vm hypervisor.VM) string {
 	if len(vm.Drift) > 0 {
 		return "definition differs from what was created: " + strings.Join(vm.Drift, "; ")
 	}
+	if why := addressDrift(svc, vm); why != "" {
+		return why
+	}
 	if since, ok := in.FailingSince[vm.Name]; ok && in.ReplaceUnhealthyAfter > 0 &&
 		in.Now.Sub(since) >= in.ReplaceUnhealthyAfter &&
 		(in.Passed[vm.Name] || in.Now.After(vm.Meta.Created.Add(svc.Update.HealthyDeadline))) {

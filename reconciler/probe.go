@@ -34,6 +34,13 @@ func (r *Reconciler) probeAll(ctx context.Context, log *slog.Logger, svc sources
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			if vm.Address == "" && svc.Network.Mode != hypervisor.NetworkUser {
+				var ok bool
+				if vm, ok = r.awaitAddress(ctx, p, vm); !ok {
+					return
+				}
+				log.Info("learned vm address", "vm", vm.Name, "address", vm.Address, "mac", vm.Meta.MAC)
+			}
 			reg := registration(svc, vm)
 			if !r.awaitAnswer(ctx, p, vm.Name, reg) {
 				return

@@ -37,7 +37,10 @@ type Config struct {
 	// Failures, optional, keeps the failed revisions across restarts and leaders (under
 	// drover/fleets/<fleet>/failed/ in Consul KV). Without it they live in memory only.
 	Failures FailureStore
-	Log      *slog.Logger
+	// Reservations, needed by services with static addressing (network.addresses),
+	// holds each allocated address under drover/addresses/<ip> in Consul KV.
+	Reservations AddressReservations
+	Log          *slog.Logger
 	// Now and Rand make time and VM name suffixes controllable in tests.
 	Now  func() time.Time
 	Rand *rand.Rand
@@ -109,6 +112,8 @@ type Reconciler struct {
 	// announced is the spec each service's running rollout was announced for
 	// (rollout_started), so a multi-step rollout announces itself once.
 	announced map[string]string
+	// addresses serialises this Drover's static address allocations.
+	addresses addressBook
 }
 
 // New returns a Reconciler.

@@ -124,6 +124,7 @@ func (r *Reconciler) remove(ctx context.Context, log *slog.Logger, vm hypervisor
 			return fmt.Errorf("deregister %s: %w", vm.Name, err)
 		}
 		r.cfg.Hook(PointDeregistered)
+		r.releaseVMAddress(ctx, vm)
 		log.Debug("removed vm", "vm", vm.Name)
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -35,6 +36,12 @@ func (r *Reconciler) execute(ctx context.Context, log *slog.Logger, revision str
 		r.emit(ctx, removedEvent(sp, vm))
 	}
 	for _, vm := range sp.Register {
+		if vm.Address == "" {
+			// A DHCP guest whose address no source knows yet: registered without one,
+			// Consul would check the agent's own address. A later pass registers it.
+			log.Info("not registering vm again until its address is known", "vm", vm.Name, "sources", vm.AddressSources)
+			continue
+		}
 		// Consul does not have it (restarted without its state, or Drover stopped
 		// between boot and registration): registered passing if it answers now, so a
 		// serving VM is not shown critical until Consul's first check.
@@ -244,19 +251,36 @@ func (r *Reconciler) createAll(ctx context.Context, log *slog.Logger, spec hyper
 		created []hypervisor.VM
 		errs    []error
 	)
+	names := make([]string, 0, sp.Create)
 	for range sp.Create {
-		s := spec
 		name, err := r.vmName(svc.Name, sp.SpecHash, taken)
 		if err != nil {
-			errs = append(errs, err)
-			break
+			return nil, err
 		}
+		names = append(names, name)
+	}
+	// All of the step's addresses before any VM: an exhausted pool changes nothing.
+	addrs, err := r.reserveAddresses(ctx, svc, names)
+	if err != nil {
+		return nil, err
+	}
+	for i, name := range names {
+		s := spec
 		s.Name = name
 		s.Meta.Created = r.cfg.Now().UTC()
+		var addr netip.Prefix
+		if addrs != nil {
+			addr = addrs[i]
+		}
+		s = withNetwork(s, svc, addr)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			vm, err := r.createOne(ctx, log, svc, s)
+			if vm.Name == "" && addr.IsValid() {
+				// Never created, so nothing else will free it.
+				r.releaseAddress(ctx, name, addr.Addr())
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if vm.Name != "" {

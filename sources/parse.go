@@ -209,6 +209,9 @@ func (p *parser) service(i int, n *yaml.Node) (Service, bool) {
 		s.Check = p.check(f.val)
 	}
 	s.Update = p.update(b, s.Replicas, replicasOK)
+	if replicasOK {
+		p.poolBudget(b, s)
+	}
 	s.Chaos = p.chaos(b)
 	if f, ok := b.get("share_consul_service"); ok {
 		s.ShareConsulService, _ = p.boolean(b, f, "share_consul_service")

@@ -25,6 +25,11 @@ type Service struct {
 	MaxSurge       int    // with rolling
 	MaxUnavailable int    // with rolling
 	Canary         int    // with canary
+	// Network, when set, is the body of the service's network block, verbatim, e.g.
+	// "mode: bridge\nbridge: drbr0"; default "mode: user".
+	Network string
+	// CmdlineExtra is appended to the kernel command line (drover.net=dhcp, say).
+	CmdlineExtra string
 	// Chaos, when set, is rendered as the service's chaos block verbatim, e.g.
 	// "interval: 10s".
 	Chaos string
@@ -51,6 +56,10 @@ func (g GuestImages) FleetYAML(services ...Service) string {
 		shutdown := or(s.ShutdownTimeout, 5*time.Second)
 		interval := or(s.CheckInterval, time.Second)
 		rollback := s.AutoRollback == nil || *s.AutoRollback
+		network := s.Network
+		if network == "" {
+			network = "mode: user"
+		}
 		strategy := s.Strategy
 		if strategy == "" {
 			strategy = "blue-green"
@@ -65,7 +74,7 @@ func (g GuestImages) FleetYAML(services ...Service) string {
       initrd: {url: %q, sha256: %q}
       cmdline: %q
     network:
-      mode: user
+      %s
     port: %d
     check:
       http: /healthz
@@ -79,8 +88,8 @@ func (g GuestImages) FleetYAML(services ...Service) string {
       shutdown_timeout: %s
       auto_rollback: %t
 `, s.Name, s.Version, s.Replicas, mem,
-			g.Kernel.URL(), g.Kernel.SHA256, initrd.URL(), initrd.SHA256, GuestCmdline(s.Version),
-			GuestPort, interval, interval, strategy, s.MinHealthyTime, deadline, s.Drain, shutdown, rollback)
+			g.Kernel.URL(), g.Kernel.SHA256, initrd.URL(), initrd.SHA256, strings.TrimSpace(GuestCmdline(s.Version)+" "+s.CmdlineExtra),
+			strings.ReplaceAll(strings.TrimSpace(network), "\n", "\n      "), GuestPort, interval, interval, strategy, s.MinHealthyTime, deadline, s.Drain, shutdown, rollback)
 		switch s.Strategy {
 		case "rolling":
 			fmt.Fprintf(&b, "      max_surge: %d\n      max_unavailable: %d\n", s.MaxSurge, s.MaxUnavailable)

@@ -68,13 +68,19 @@ func (a auditedRegistry) KVPut(ctx context.Context, key string, value []byte) er
 	return a.Client.KVPut(ctx, key, value)
 }
 
+func (a auditedRegistry) KVCreate(ctx context.Context, key string, value []byte) (bool, error) {
+	a.log.Debug(auditMsg, "op", "kv-create", "key", key)
+	return a.Client.KVCreate(ctx, key, value)
+}
+
 func (a auditedRegistry) KVDelete(ctx context.Context, key string) error {
 	a.log.Debug(auditMsg, "op", "kv-delete", "key", key)
 	return a.Client.KVDelete(ctx, key)
 }
 
 var (
-	_ reconciler.Hypervisor   = auditedDriver{}
-	_ reconciler.Registrar    = auditedRegistry{}
-	_ reconciler.FailureStore = auditedRegistry{}
+	_ reconciler.Hypervisor          = auditedDriver{}
+	_ reconciler.Registrar           = auditedRegistry{}
+	_ reconciler.FailureStore        = auditedRegistry{}
+	_ reconciler.AddressReservations = auditedRegistry{}
 )

@@ -80,7 +80,7 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 		return nil, err
 	}
 	audited := auditedRegistry{registry, log}
-	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
+	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Reservations: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
 		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter, Budget: o.limits.budget(), ImageGCGrace: o.imageGCGrace,
 		// The raw client: ring appends are fenced by the reconciler already.
 		Events: registry, Secrets: secrets})

@@ -95,12 +95,14 @@ func domainXML(p domainParams) (string, error) {
 	case hypervisor.NetworkBridge:
 		dom.Devices.Interfaces = []libvirtxml.DomainInterface{{
 			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: spec.Network.Bridge}},
+			MAC:    interfaceMAC(spec.Network.MAC),
 			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
 		}}
 		dom.Devices.Channels = []libvirtxml.DomainChannel{guestAgentChannel()}
 	case hypervisor.NetworkLibvirt:
 		dom.Devices.Interfaces = []libvirtxml.DomainInterface{{
 			Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: spec.Network.Network}},
+			MAC:    interfaceMAC(spec.Network.MAC),
 			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
 		}}
 		dom.Devices.Channels = []libvirtxml.DomainChannel{guestAgentChannel()}
@@ -143,6 +145,14 @@ func userNetArgsWith(hostPort, guestPort int, restrict string) []string {
 // A VM defined with them is reported as drift, so it is replaced by an isolated one.
 func unrestrictedUserNetArgs(hostPort, guestPort int) []string {
 	return userNetArgsWith(hostPort, guestPort, "")
+}
+
+// interfaceMAC is the <mac> of Drover's NIC; none lets libvirt pick one.
+func interfaceMAC(mac string) *libvirtxml.DomainInterfaceMAC {
+	if mac == "" {
+		return nil
+	}
+	return &libvirtxml.DomainInterfaceMAC{Address: mac}
 }
 
 // guestAgentChannel lets a guest that runs qemu-guest-agent report its addresses when

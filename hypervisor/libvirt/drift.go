@@ -286,6 +286,9 @@ func interfaceDrift(m vmMetadata, ifaces []libvirtxml.DomainInterface) []string 
 	var out []string
 	if want != "" {
 		if i := slices.Index(got, want); i >= 0 {
+			if now := interfaceMACOf(ifaces[i]); m.MAC != "" && !strings.EqualFold(now, m.MAC) {
+				out = append(out, fmt.Sprintf("network: mac created as %s, now %s", m.MAC, orNone(now)))
+			}
 			got = slices.Delete(got, i, i+1)
 		} else if len(got) == 1 {
 			return []string{fmt.Sprintf("network: created on %s, now %s", want, got[0])}
@@ -297,6 +300,13 @@ func interfaceDrift(m vmMetadata, ifaces []libvirtxml.DomainInterface) []string 
 		out = append(out, "network: interface added ("+g+")")
 	}
 	return out
+}
+
+func interfaceMACOf(iface libvirtxml.DomainInterface) string {
+	if iface.MAC == nil {
+		return ""
+	}
+	return iface.MAC.Address
 }
 
 func describeInterface(iface libvirtxml.DomainInterface) string {

@@ -17,7 +17,7 @@ func driftParams(spec hypervisor.Spec) domainParams {
 		spec: spec, virtType: virtTCG, consoleLog: "/state/" + consoleLogName(spec.Name), hostPort: 41000,
 		meta: vmMetadata{
 			Service: spec.Meta.Service, SpecHash: spec.Meta.SpecHash, Created: "2025-11-25T20:00:00Z",
-			NetworkMode: spec.Network.Mode, GuestPort: spec.GuestPort,
+			NetworkMode: spec.Network.Mode, GuestPort: spec.GuestPort, MAC: spec.Network.MAC, Address: spec.Network.Address,
 			CreatedWith: &createdWith{
 				CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB, Kernel: spec.Kernel, Initrd: spec.Initrd,
 				Cmdline: spec.Cmdline, Disk: spec.Disk, Bridge: spec.Network.Bridge, Network: spec.Network.Network,
@@ -38,7 +38,7 @@ func TestDefinitionDrift(t *testing.T) {
 	user := hypervisortest.ValidSpec(t, "drift-user")
 	user.Disk = hypervisortest.Touch(t, t.TempDir(), "golden.raw")
 	bridge := hypervisortest.ValidSpec(t, "drift-bridge")
-	bridge.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0"}
+	bridge.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0", MAC: hypervisor.MACFor("drift-bridge"), Address: "198.18.0.10/24"}
 	network := hypervisortest.ValidSpec(t, "drift-net")
 	network.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"}
 
@@ -105,6 +105,11 @@ func TestDefinitionDrift(t *testing.T) {
 		}, []string{"network: interface added (bridge br9)"}},
 		{"bridge swapped", bridge, func(d *libvirtxml.Domain) { d.Devices.Interfaces[0] = bridgeIface("br1") },
 			[]string{"network: created on bridge br0, now bridge br1"}},
+		{"mac changed", bridge, func(d *libvirtxml.Domain) { d.Devices.Interfaces[0].MAC.Address = "52:54:00:00:00:01" },
+			[]string{"network: mac created as " + hypervisor.MACFor("drift-bridge") + ", now 52:54:00:00:00:01"}},
+		{"moved to a libvirt network", bridge, func(d *libvirtxml.Domain) {
+			d.Devices.Interfaces[0].Source = &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: "default"}}
+		}, []string{"network: created on bridge br0, now network default"}},
 		{"second interface", network, func(d *libvirtxml.Domain) {
 			d.Devices.Interfaces = append(d.Devices.Interfaces, bridgeIface("br0"))
 		}, []string{"network: interface added (bridge br0)"}},

@@ -203,6 +203,10 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		return hypervisor.VM{}, fmt.Errorf("look up domain: %w", lerr)
 	}
 
+	if err := d.checkAttachment(conn, spec.Network); err != nil {
+		return hypervisor.VM{}, err
+	}
+
 	made := &leftovers{log: log}
 	defer func() {
 		if err != nil {
@@ -225,6 +229,8 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			Created:     created.Format(time.RFC3339),
 			NetworkMode: spec.Network.Mode,
 			GuestPort:   spec.GuestPort,
+			MAC:         spec.Network.MAC,
+			Address:     spec.Network.Address,
 			CreatedWith: &createdWith{
 				CPUs:      spec.CPUs,
 				MemoryMiB: spec.MemoryMiB,
@@ -300,7 +306,7 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	meta := spec.Meta
 	meta.Created = created
 	vm := hypervisor.VM{Name: spec.Name, Meta: meta, State: observeState(made.dom)}
-	vm.Address, vm.Port = d.endpoint(made.dom, p.meta, vm.State)
+	vm.Address, vm.Port, vm.AddressSources = d.endpoint(made.dom, p.meta, vm.State)
 	made.dom.Free()
 	made.dom = nil
 	log.Info("vm created", "virt_type", d.virtType, "host_port", p.hostPort)

@@ -522,7 +522,7 @@ func TestPickAddress(t *testing.T) {
 		{"garbage skipped", addrs("not-an-ip", "10.0.0.9"), "10.0.0.9"},
 	}
 	for _, tt := range tests {
-		if got := pickAddress(tt.in); got != tt.want {
+		if got := pickAddress(tt.in, ""); got != tt.want {
 			t.Errorf("pickAddress(%s): want %q, got %q", tt.name, tt.want, got)
 		}
 	}

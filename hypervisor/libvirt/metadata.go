@@ -32,6 +32,10 @@ type vmMetadata struct {
 	GuestPort   int      `xml:"guest_port"`
 	Overlay     string   `xml:"overlay,omitempty"` // qcow2 overlay Drover created, if any
 	ConsoleLog  string   `xml:"console_log,omitempty"`
+	// MAC and Address are the NIC's MAC and static address (with prefix) on a bridge or
+	// libvirt network; Address is empty under DHCP.
+	MAC     string `xml:"mac,omitempty"`
+	Address string `xml:"address,omitempty"`
 	// CreatedWith is what the definition held at Create, so List can tell a
 	// definition edited since. Domains created before it was recorded have none and
 	// report no drift.
@@ -97,5 +101,7 @@ func decodeMetadata(s string) (vmMetadata, hypervisor.Metadata, error) {
 		Revision: m.Revision,
 		Version:  m.Version,
 		Created:  created.UTC(),
+		MAC:      m.MAC,
+		Address:  m.Address,
 	}, nil
 }

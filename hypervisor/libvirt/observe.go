@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 
 	"libvirt.org/go/libvirt"
@@ -89,7 +90,10 @@ func (d *Driver) observe(dom *libvirt.Domain) (hypervisor.VM, vmMetadata, error)
 	if err != nil {
 		return hypervisor.VM{}, vmMetadata{}, fmt.Errorf("domain %s: %w", name, err)
 	}
-	vm.Address, vm.Port = d.endpoint(dom, m, vm.State)
+	vm.Address, vm.Port, vm.AddressSources = d.endpoint(dom, m, vm.State)
+	if why := hypervisor.StaticAddressDrift(m.MAC, m.Address); why != "" && st != libvirt.DOMAIN_SHUTOFF && d.localHost() {
+		vm.Drift = append(vm.Drift, why)
+	}
 	return vm, m, nil
 }
 
@@ -132,42 +136,83 @@ func mapState(st libvirt.DomainState, reason int) hypervisor.State {
 }
 
 // endpoint is where the guest's service is reached: the forwarded loopback port for
-// user networking, else the guest's own address once libvirt knows it.
-func (d *Driver) endpoint(dom *libvirt.Domain, m vmMetadata, st hypervisor.State) (string, int) {
+// user networking; else the guest's static address, or, under DHCP, the address the
+// first source that knows it reports, with the sources asked.
+func (d *Driver) endpoint(dom *libvirt.Domain, m vmMetadata, st hypervisor.State) (string, int, []string) {
 	if m.NetworkMode == hypervisor.NetworkUser {
-		return "127.0.0.1", m.HostPort
+		return "127.0.0.1", m.HostPort, nil
 	}
-	if st != hypervisor.StateRunning {
-		return "", m.GuestPort
+	if a := (hypervisor.Network{Address: m.Address}).StaticAddress(); a != "" {
+		return a, m.GuestPort, nil
 	}
-	return d.guestAddress(dom), m.GuestPort
+	addr, sources := d.guestAddress(dom, m, st == hypervisor.StateRunning)
+	return addr, m.GuestPort, sources
 }
 
-// guestAddress asks every source libvirt has, cheapest first: its own DHCP leases
-// (libvirt networks), the host's ARP table (bridges), the guest agent.
-func (d *Driver) guestAddress(dom *libvirt.Domain) string {
-	for _, src := range []libvirt.DomainInterfaceAddressesSource{
-		libvirt.DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-		libvirt.DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
-		libvirt.DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
-	} {
-		ifaces, err := dom.ListAllInterfaceAddresses(src)
+// Address sources of a guest under DHCP, as named in errors.
+const (
+	sourceLeases = "libvirt's DHCP leases"
+	sourceAgent  = "the guest agent"
+)
+
+// guestAddress asks, cheapest first: libvirt's own DHCP leases (libvirt networks), the
+// host's neighbour table by the NIC's MAC (read by Drover: libvirt 9.0's ARP source
+// fails with "virArpTableGet: wrong nlmsg len"; only when libvirtd is local), the guest
+// agent. It returns the address (or "") and the sources it asked.
+func (d *Driver) guestAddress(dom *libvirt.Domain, m vmMetadata, running bool) (string, []string) {
+	var asked []string
+	if m.NetworkMode == hypervisor.NetworkLibvirt {
+		asked = append(asked, sourceLeases)
+	}
+	if m.MAC != "" && d.localHost() {
+		asked = append(asked, hypervisor.SourceNeighbours)
+	}
+	asked = append(asked, sourceAgent)
+	if !running {
+		return "", asked
+	}
+	for _, src := range asked {
+		var addr string
+		var err error
+		switch src {
+		case sourceLeases, sourceAgent:
+			kind := libvirt.DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE
+			if src == sourceAgent {
+				kind = libvirt.DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT
+			}
+			var ifaces []libvirt.DomainInterface
+			if ifaces, err = dom.ListAllInterfaceAddresses(kind); err == nil {
+				addr = pickAddress(ifaces, m.MAC)
+			}
+		case hypervisor.SourceNeighbours:
+			addr, err = hypervisor.NeighbourAddress(m.MAC)
+		}
 		if err != nil {
 			d.log.Debug("guest address not available from source", "source", src, "err", err)
 			continue
 		}
-		if addr := pickAddress(ifaces); addr != "" {
-			return addr
+		if addr != "" {
+			return addr, asked
 		}
 	}
-	return ""
+	return "", asked
+}
+
+// localHost reports whether libvirtd runs on this host (no host in the URI), so that
+// Drover's own view of the network (bridges, the neighbour table) is libvirt's too.
+func (d *Driver) localHost() bool {
+	u, err := url.Parse(d.uri)
+	return err == nil && u.Host == "" && isQEMUURI(d.uri)
 }
 
 // pickAddress prefers IPv4 and skips loopback and link-local addresses, which the
 // guest agent reports but nobody outside the guest can use.
-func pickAddress(ifaces []libvirt.DomainInterface) string {
+func pickAddress(ifaces []libvirt.DomainInterface, mac string) string {
 	var v6 string
 	for _, iface := range ifaces {
+		if mac != "" && iface.Hwaddr != "" && !strings.EqualFold(iface.Hwaddr, mac) {
+			continue // another NIC, or the agent's loopback
+		}
 		for _, a := range iface.Addrs {
 			ip := net.ParseIP(strings.TrimSpace(a.Addr))
 			if ip == nil || ip.IsLoopback() || ip.IsLinkLocalUnicast() {

@@ -29,13 +29,22 @@ const maxPortAttempts = 5
 // Drover sees and can destroy; never a process nobody knows. A Create that fails
 // removes everything it made.
 func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor.VM, err error) {
-	switch spec.Network.Mode {
-	case hypervisor.NetworkBridge, hypervisor.NetworkLibvirt:
-		return hypervisor.VM{}, fmt.Errorf("create vm %s: network mode %q: %w", spec.Name, spec.Network.Mode, ErrUnsupportedNetwork)
+	if spec.Network.Mode == hypervisor.NetworkLibvirt {
+		return hypervisor.VM{}, fmt.Errorf("create vm %s: network mode %q (libvirt network %q): %w", spec.Name, spec.Network.Mode, spec.Network.Network, ErrUnsupportedNetwork)
 	}
-	// Bridge and libvirt networks were turned away above with their own error.
-	if verr := spec.Validate(hypervisor.NetworkUser); verr != nil {
+	// libvirt networks were turned away above with their own error.
+	if verr := spec.Validate(hypervisor.NetworkUser, hypervisor.NetworkBridge); verr != nil {
 		return hypervisor.VM{}, fmt.Errorf("create vm %q: %w: %w", spec.Name, ErrInvalidSpec, verr)
+	}
+	bridged := spec.Network.Mode == hypervisor.NetworkBridge
+	if bridged {
+		// Before anything is made: a missing bridge is the operator's to create.
+		if err := hypervisor.CheckBridge(spec.Network.Bridge); err != nil {
+			return hypervisor.VM{}, fmt.Errorf("create vm %s: %w", spec.Name, err)
+		}
+		if spec.Network.MAC == "" {
+			spec.Network.MAC = hypervisor.MACFor(spec.Name)
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -63,11 +72,13 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 
 	var ports []int
 	defer func() { d.ports.Release(ports...) }()
-	port, err := d.ports.Reserve(d.pickPort)
-	if err != nil {
-		return hypervisor.VM{}, err
+	port := 0
+	if !bridged {
+		if port, err = d.ports.Reserve(d.pickPort); err != nil {
+			return hypervisor.VM{}, err
+		}
+		ports = append(ports, port)
 	}
-	ports = append(ports, port)
 
 	created := spec.CreatedAt(d.now)
 	rec := record{
@@ -79,7 +90,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		Revision:    spec.Meta.Revision,
 		Version:     spec.Meta.Version,
 		Created:     created,
-		NetworkMode: hypervisor.NetworkUser,
+		NetworkMode: spec.Network.Mode,
 		HostPort:    port,
 		GuestPort:   spec.GuestPort,
 		Accel:       d.accel,
@@ -91,8 +102,12 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			Cmdline:   spec.Cmdline,
 			Disk:      spec.Disk,
 		},
-		Args: d.args(p, spec, port),
 	}
+	if bridged {
+		rec.Bridge, rec.MAC, rec.Address = spec.Network.Bridge, spec.Network.MAC, spec.Network.Address
+		rec.Tap = tapName(d.root, spec.Name)
+	}
+	rec.Args = d.args(p, spec, rec)
 	if spec.Disk != "" {
 		rec.CreatedWith.Overlay = p.overlay
 	}
@@ -110,10 +125,23 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			log.Error("clean up failed create: qemu still running; entry kept", "err", kerr)
 			return
 		}
+		if rec.Tap != "" {
+			if terr := removeTap(rec.Tap); terr != nil {
+				log.Error("clean up failed create: tap kept; entry kept", "err", terr)
+				return
+			}
+		}
 		if rerr := removeEntry(p); rerr != nil {
 			log.Error("clean up failed create", "err", rerr)
 		}
 	}()
+	if bridged {
+		// After the entry that names it, so a Sweep never takes a tap being made
+		// for one.
+		if err := makeTap(rec.Tap, rec.Bridge); err != nil {
+			return hypervisor.VM{}, err
+		}
+	}
 
 	if spec.Disk != "" {
 		// Only raw or a self-contained qcow2 (hypervisor.ErrUnsafeImage otherwise);
@@ -146,7 +174,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		}
 		// QEMU says "Could not set up host forwarding rule"; whether the port is
 		// bound now is the check that does not depend on its wording.
-		taken := strings.Contains(stderr, "host forwarding") || hypervisor.PortInUse(rec.HostPort)
+		taken := !bridged && (strings.Contains(stderr, "host forwarding") || hypervisor.PortInUse(rec.HostPort))
 		if !taken || attempt >= maxPortAttempts {
 			return hypervisor.VM{}, err
 		}
@@ -158,20 +186,15 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 			return hypervisor.VM{}, err
 		}
 		ports = append(ports, rec.HostPort)
-		rec.Args = d.args(p, spec, rec.HostPort)
+		rec.Args = d.args(p, spec, rec)
 		if err := d.writeRecord(p, rec); err != nil {
 			return hypervisor.VM{}, err
 		}
 	}
 
-	vm := hypervisor.VM{
-		Name:    spec.Name,
-		Meta:    rec.meta(),
-		State:   d.qmpState(ctx, p.qmp),
-		Address: "127.0.0.1",
-		Port:    rec.HostPort,
-	}
-	log.Info("vm created", "accel", d.accel, "host_port", rec.HostPort, "pid", processAlive(p))
+	vm := hypervisor.VM{Name: spec.Name, Meta: rec.meta(), State: d.qmpState(ctx, p.qmp)}
+	d.endpoint(ctx, &vm, rec)
+	log.Info("vm created", "accel", d.accel, "host_port", rec.HostPort, "tap", rec.Tap, "mac", rec.MAC, "address", rec.Address, "pid", processAlive(p))
 	return vm, nil
 }
 
@@ -256,7 +279,7 @@ func (d *Driver) start(ctx context.Context, p vmPaths, args []string) (stderr st
 
 // args is QEMU's command line for a VM. -name makes it findable with ps; the pid file
 // path in it is what tells this VM's process from a recycled pid.
-func (d *Driver) args(p vmPaths, spec hypervisor.Spec, hostPort int) []string {
+func (d *Driver) args(p vmPaths, spec hypervisor.Spec, rec record) []string {
 	a := []string{
 		"-name", spec.Name,
 		"-machine", "q35",
@@ -276,12 +299,10 @@ func (d *Driver) args(p vmPaths, spec hypervisor.Spec, hostPort int) []string {
 		// Drover, and a guest printing forever must not fill the host's disk.
 		"-chardev", fmt.Sprintf("ringbuf,id=%s,size=%d", consoleDevice, d.consoleSize),
 		"-serial", "chardev:" + consoleDevice,
-		// restrict=on: the guest opens no connection to the host (10.0.2.2 is the
-		// host's loopback, where Consul and Drover listen) nor through it; the
-		// forwarded service port, opened from the host side, keeps working.
-		"-netdev", fmt.Sprintf("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:%d", hostPort, spec.GuestPort),
-		// No option ROM: nothing boots from the network, and it saves boot time.
-		"-device", "virtio-net-pci,netdev=net0,romfile=",
+	}
+	a = append(a, netArgs(spec, rec)...)
+	if rec.Tap != "" {
+		a = append(a, agentArgs(p.agent)...)
 	}
 	if spec.Kernel != "" {
 		a = append(a, "-kernel", spec.Kernel)
@@ -296,6 +317,25 @@ func (d *Driver) args(p vmPaths, spec hypervisor.Spec, hostPort int) []string {
 		a = append(a, "-drive", "file="+optEscape(p.overlay)+",format=qcow2,if=virtio")
 	}
 	return a
+}
+
+// netArgs are the NIC's arguments.
+func netArgs(spec hypervisor.Spec, rec record) []string {
+	if rec.Tap != "" {
+		// The driver's own tap, already on the bridge: no script runs.
+		return []string{
+			"-netdev", "tap,id=net0,ifname=" + rec.Tap + ",script=no,downscript=no",
+			"-device", "virtio-net-pci,netdev=net0,mac=" + rec.MAC + ",romfile=",
+		}
+	}
+	return []string{
+		// restrict=on: the guest opens no connection to the host (10.0.2.2 is the
+		// host's loopback, where Consul and Drover listen) nor through it; the
+		// forwarded service port, opened from the host side, keeps working.
+		"-netdev", fmt.Sprintf("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:%d", rec.HostPort, spec.GuestPort),
+		// No option ROM: nothing boots from the network, and it saves boot time.
+		"-device", "virtio-net-pci,netdev=net0,romfile=",
+	}
 }
 
 // qemuEnv is the whole environment QEMU runs with. Drover's own may hold secrets

@@ -164,7 +164,7 @@ func TestUnhardened(t *testing.T) {
 	}
 	d := &Driver{root: "/var/lib/drover/qemu", accel: AccelTCG, consoleSize: consoleLogSize}
 	spec := hypervisortest.ValidSpec(t, "web-1")
-	if got := unhardened(d.args(d.paths(spec.Name), spec, 41234)); len(got) > 0 {
+	if got := unhardened(d.args(d.paths(spec.Name), spec, record{HostPort: 41234})); len(got) > 0 {
 		t.Errorf("unhardened(args Create uses now): want nothing, got %q", got)
 	}
 }

@@ -9,9 +9,10 @@
 // (QMP ringbuf-read on device console0 takes it out); Shutdown saves it to
 // console.log, so a VM stopped by Drover keeps its last words.
 //
-// Only user-mode networking is supported (the guest port forwarded to 127.0.0.1):
-// bridges and libvirt networks need privileges and helpers this driver does not
-// manage; use the libvirt driver for them.
+// Networks: user-mode networking (the guest port forwarded to 127.0.0.1), or a host
+// bridge, on which the driver makes each VM a tap of its own over netlink (root or
+// CAP_NET_ADMIN) and removes it with the VM and in Sweep. libvirt networks are
+// libvirt's: use the libvirt driver for them.
 package qemu
 
 import (
@@ -37,8 +38,8 @@ var (
 	ErrInvalidSpec = hypervisor.ErrInvalidSpec
 	// ErrExists: Create was given the name of a VM (or foreign entry) that exists.
 	ErrExists = errors.New("vm already exists")
-	// ErrUnsupportedNetwork: the spec asks for a network mode other than user.
-	ErrUnsupportedNetwork = errors.New("network mode not supported by the qemu driver (user mode only; use the libvirt driver for bridge and network)")
+	// ErrUnsupportedNetwork: the spec asks for a libvirt network.
+	ErrUnsupportedNetwork = errors.New("network mode not supported by the qemu driver (user and bridge only; a libvirt network needs the libvirt driver)")
 )
 
 // Accelerators for Config.Accel.
@@ -281,12 +282,7 @@ func (d *Driver) lookup(name string) (record, error) {
 
 // observe reports a VM from its record and its process.
 func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
-	vm := hypervisor.VM{
-		Name:    rec.Name,
-		Meta:    rec.meta(),
-		Address: "127.0.0.1",
-		Port:    rec.HostPort,
-	}
+	vm := hypervisor.VM{Name: rec.Name, Meta: rec.meta()}
 	d.mu.Lock()
 	creating := d.creating[rec.Name]
 	d.mu.Unlock()
@@ -305,7 +301,47 @@ func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
 		vm.State = hypervisor.StateCrashed
 	}
 	vm.Drift = drift(rec, pid)
+	if pid > 0 && rec.Tap != "" {
+		vm.Drift = append(vm.Drift, tapDrift(rec)...)
+		if why := hypervisor.StaticAddressDrift(rec.MAC, rec.Address); why != "" {
+			vm.Drift = append(vm.Drift, why)
+		}
+	}
+	if vm.State == hypervisor.StateRunning {
+		d.endpoint(ctx, &vm, rec)
+	} else {
+		vm.Port = rec.HostPort
+		if rec.Tap != "" {
+			vm.Port = rec.GuestPort
+		}
+	}
 	return vm
+}
+
+// endpoint sets where the guest's service is reached: the forwarded loopback port
+// for user networking; on a bridge, the guest's static address, or the one the host's
+// neighbour table holds for its MAC once the guest has talked (DHCP).
+func (d *Driver) endpoint(ctx context.Context, vm *hypervisor.VM, rec record) {
+	if rec.Tap == "" {
+		vm.Address, vm.Port = "127.0.0.1", rec.HostPort
+		return
+	}
+	vm.Port = rec.GuestPort
+	if a := (hypervisor.Network{Address: rec.Address}).StaticAddress(); a != "" {
+		vm.Address = a
+		return
+	}
+	vm.AddressSources = []string{hypervisor.SourceNeighbours, SourceAgent}
+	a, err := hypervisor.NeighbourAddress(rec.MAC)
+	if err != nil {
+		d.log.Debug("guest address not available", "vm", rec.Name, "source", hypervisor.SourceNeighbours, "err", err)
+	}
+	if a == "" {
+		if a, err = agentAddress(ctx, d.paths(rec.Name).agent, rec.MAC); err != nil {
+			d.log.Debug("guest address not available", "vm", rec.Name, "source", SourceAgent, "err", err)
+		}
+	}
+	vm.Address = a
 }
 
 // Shutdown presses the VM's ACPI power button and waits up to timeout for the guest to
@@ -381,6 +417,13 @@ func (d *Driver) Destroy(ctx context.Context, name string) error {
 	p := d.paths(rec.Name)
 	if err := killProcess(ctx, p); err != nil {
 		return fmt.Errorf("destroy vm %s: %w", name, err)
+	}
+	if rec.Tap != "" {
+		// Before the entry that names it goes, so a killed Destroy leaves an
+		// entry the next one finishes, never a tap nobody knows.
+		if err := removeTap(rec.Tap); err != nil {
+			return fmt.Errorf("destroy vm %s: %w", name, err)
+		}
 	}
 	// Marked once nothing runs: a Destroy killed from here on leaves an entry that
 	// Sweep may finish, while one killed before leaves a VM the next pass destroys.

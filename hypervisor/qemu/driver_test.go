@@ -225,18 +225,25 @@ func TestCreateRejectsInvalidSpec(t *testing.T) {
 	}
 }
 
-func TestUnsupportedNetworkModes(t *testing.T) {
+// TestRefusedNetworks: a libvirt network is the libvirt driver's, and a bridge that
+// does not exist is the operator's to make; either is a clear error, nothing made.
+func TestRefusedNetworks(t *testing.T) {
 	d := newTestDriver(t, t.TempDir())
-	for _, nw := range []hypervisor.Network{
-		{Mode: hypervisor.NetworkBridge, Bridge: "br0"},
-		{Mode: hypervisor.NetworkLibvirt, Network: "default"},
+	for _, tc := range []struct {
+		nw   hypervisor.Network
+		want error
+		says string
+	}{
+		{hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"}, ErrUnsupportedNetwork, "not supported by the qemu driver"},
+		{hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "drnosuchbr0"}, hypervisor.ErrNoBridge, `bridge "drnosuchbr0": host bridge not found`},
+		{hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "lo"}, hypervisor.ErrNoBridge, "it is a device interface, not a bridge"},
 	} {
-		t.Run(nw.Mode, func(t *testing.T) {
-			spec := hypervisortest.ValidSpec(t, "net-"+nw.Mode)
-			spec.Network = nw
+		t.Run(tc.nw.Mode+"-"+tc.nw.Bridge, func(t *testing.T) {
+			spec := hypervisortest.ValidSpec(t, "net-"+tc.nw.Mode)
+			spec.Network = tc.nw
 			_, err := d.Create(t.Context(), spec)
-			if !errors.Is(err, ErrUnsupportedNetwork) || !strings.Contains(err.Error(), "not supported by the qemu driver") {
-				t.Fatalf("Create with network %s: want ErrUnsupportedNetwork, got %v", nw.Mode, err)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Create with network %+v: want %v saying %q, got %v", tc.nw, tc.want, tc.says, err)
 			}
 			assertEmptyRoot(t, d)
 		})
@@ -627,7 +634,8 @@ func TestDecodeRecord(t *testing.T) {
 		{"no service", strings.Replace(good, `"service":"web"`, `"service":""`, 1), "no service"},
 		{"no spec hash", strings.Replace(good, `"spec_hash":"ab"`, `"spec_hash":""`, 1), "no spec_hash"},
 		{"bad port", strings.Replace(good, `"host_port":4000`, `"host_port":0`, 1), "host_port 0"},
-		{"bridge", strings.Replace(good, `"network_mode":"user"`, `"network_mode":"bridge"`, 1), "network_mode"},
+		{"bridge", strings.Replace(good, `"network_mode":"user"`, `"network_mode":"bridge"`, 1), "bridged with bridge"},
+		{"libvirt network", strings.Replace(good, `"network_mode":"user"`, `"network_mode":"network"`, 1), "network_mode"},
 		{"no created", strings.Replace(good, `"created":"2025-11-25T21:00:00+01:00",`, ``, 1), "no created"},
 	}
 	for _, tt := range tests {
@@ -674,7 +682,7 @@ func TestArgs(t *testing.T) {
 	d := &Driver{root: "/var/lib/dro,ver/qemu", accel: AccelTCG, consoleSize: consoleLogSize}
 	spec := hypervisortest.ValidSpec(t, "web-3f2a91c0-x1")
 	spec.Disk = "/srv/golden.qcow2"
-	args := d.args(d.paths(spec.Name), spec, 41234)
+	args := d.args(d.paths(spec.Name), spec, record{HostPort: 41234})
 	joined := strings.Join(args, " ")
 	for _, want := range []string{
 		"-name web-3f2a91c0-x1 ",

@@ -30,9 +30,16 @@ type record struct {
 	Version     string    `json:"version"`
 	Created     time.Time `json:"created"`
 	NetworkMode string    `json:"network_mode"`
-	HostPort    int       `json:"host_port"`
+	HostPort    int       `json:"host_port,omitempty"` // user networking only
 	GuestPort   int       `json:"guest_port"`
-	Accel       string    `json:"accel"` // for the operator: what the VM was started with
+	// Bridge, Tap and MAC are a bridged VM's NIC: the host bridge, the tap the driver
+	// made on it, and the guest's MAC. Address is its static address with prefix
+	// ("198.18.0.10/24"), empty under DHCP.
+	Bridge  string `json:"bridge,omitempty"`
+	Tap     string `json:"tap,omitempty"`
+	MAC     string `json:"mac,omitempty"`
+	Address string `json:"address,omitempty"`
+	Accel   string `json:"accel"` // for the operator: what the VM was started with
 	// CreatedWith and Args are what Create started the VM with, so List can tell a
 	// VM changed since. Entries written before they were recorded have neither and
 	// report no drift.
@@ -63,6 +70,8 @@ func (r record) meta() hypervisor.Metadata {
 		Revision: r.Revision,
 		Version:  r.Version,
 		Created:  r.Created,
+		MAC:      r.MAC,
+		Address:  r.Address,
 	}
 }
 
@@ -71,6 +80,7 @@ type vmPaths struct {
 	dir      string
 	metadata string
 	qmp      string
+	agent    string // the guest agent's socket, bridged VMs only
 	pid      string
 	overlay  string
 	console  string
@@ -83,6 +93,7 @@ func (d *Driver) paths(name string) vmPaths {
 		dir:      dir,
 		metadata: filepath.Join(dir, "metadata.json"),
 		qmp:      filepath.Join(dir, "qmp.sock"),
+		agent:    filepath.Join(dir, "qga.sock"),
 		pid:      filepath.Join(dir, "qemu.pid"),
 		overlay:  filepath.Join(dir, "disk.qcow2"),
 		console:  filepath.Join(dir, "console.log"),
@@ -155,11 +166,17 @@ func decodeRecord(data []byte) (record, error) {
 	if rec.Created.IsZero() {
 		errs = append(errs, errors.New("no created time"))
 	}
-	if rec.NetworkMode != hypervisor.NetworkUser {
-		errs = append(errs, fmt.Errorf("network_mode %q, want %q", rec.NetworkMode, hypervisor.NetworkUser))
-	}
-	if rec.HostPort < 1 || rec.HostPort > 65535 {
-		errs = append(errs, fmt.Errorf("host_port %d", rec.HostPort))
+	switch rec.NetworkMode {
+	case hypervisor.NetworkUser:
+		if rec.HostPort < 1 || rec.HostPort > 65535 {
+			errs = append(errs, fmt.Errorf("host_port %d", rec.HostPort))
+		}
+	case hypervisor.NetworkBridge:
+		if rec.Bridge == "" || rec.MAC == "" || !strings.HasPrefix(rec.Tap, tapPrefix) || len(rec.Tap) > 15 {
+			errs = append(errs, fmt.Errorf("bridged with bridge %q, tap %q, mac %q", rec.Bridge, rec.Tap, rec.MAC))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("network_mode %q, want %q or %q", rec.NetworkMode, hypervisor.NetworkUser, hypervisor.NetworkBridge))
 	}
 	if rec.GuestPort < 1 || rec.GuestPort > 65535 {
 		errs = append(errs, fmt.Errorf("guest_port %d", rec.GuestPort))

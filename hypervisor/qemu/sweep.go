@@ -26,6 +26,9 @@ const sweepMinAge = time.Minute
 // Anything else, foreign and unreadable entries included, stays as it is (List
 // reports those as problems). It returns the paths it removed.
 func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
+	// Links before entries: a tap listed here was made after its entry, so the
+	// entries read next name it.
+	links, lerr := d.listOwnTaps()
 	entries, err := os.ReadDir(d.root)
 	if err != nil {
 		return nil, fmt.Errorf("sweep %s: %w", d.root, err)
@@ -53,6 +56,15 @@ func (d *Driver) Sweep(ctx context.Context) ([]string, error) {
 		}
 		if gone {
 			removed = append(removed, filepath.Join(d.root, e.Name()))
+		}
+	}
+	if lerr != nil {
+		errs = append(errs, lerr)
+	} else if len(links) > 0 {
+		taps, err := d.sweepTaps(links, d.tapsInUse(entries))
+		removed = append(removed, taps...)
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if len(removed) > 0 {
