@@ -39,3 +39,16 @@ func (c *Client) KVList(ctx context.Context, prefix string) (map[string][]byte, 
 	}
 	return out, nil
 }
+
+// KVDelete removes key from Consul's KV store; a key that is not there is no error.
+func (c *Client) KVDelete(ctx context.Context, key string) error {
+	if key == "" || strings.HasPrefix(key, "/") {
+		return fmt.Errorf("kv delete: key %q: want a non-empty key without a leading /", key)
+	}
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	if _, err := c.api.KV().Delete(key, (&api.WriteOptions{}).WithContext(cctx)); err != nil {
+		return fmt.Errorf("kv delete %s: %w", key, c.classify(ctx, err))
+	}
+	return nil
+}
