@@ -17,6 +17,7 @@ import (
 	"github.com/drover-dev/drover/hypervisor/libvirt"
 	"github.com/drover-dev/drover/hypervisor/qemu"
 	"github.com/drover-dev/drover/internal/redact"
+	"github.com/drover-dev/drover/notify"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/sources"
 )
@@ -33,6 +34,9 @@ type daemon struct {
 	secrets []string
 	// listenToken guards /status when set (--listen-token-file).
 	listenToken string
+	// notifier sends events to --notify-url receivers; nil without any. Run it on the
+	// reconciler's View with startNotifier.
+	notifier *notify.Notifier
 }
 
 func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
@@ -47,6 +51,11 @@ func build(ctx context.Context, o options, log *slog.Logger) (*daemon, error) {
 		}
 		d.listenToken = tok
 	}
+	notifier, err := newNotifier(o.notify, log)
+	if err != nil {
+		return nil, err
+	}
+	d.notifier = notifier
 	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout}, log)
 	if err != nil {
 		return nil, err

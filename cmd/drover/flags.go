@@ -38,6 +38,7 @@ type options struct {
 	logFormat             string
 	logLevel              string
 	limits
+	notify notifyOptions
 }
 
 func (o *options) register(fs *flag.FlagSet, withRun bool) {
@@ -65,6 +66,7 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 			"Required when --listen is not a loopback address: /status shows the plan and errors")
 		fs.BoolVar(&o.once, "once", false, "run passes until the fleet matches the commit (exit 0) or the revision fails (exit 1)")
 		fs.DurationVar(&o.replaceUnhealthyAfter, "replace-unhealthy-after", 5*time.Minute, "replace a running VM that has failed its check this long (after its healthy_deadline)")
+		o.notify.register(fs)
 		fs.BoolVar(&o.leaderLock, "leader-lock", true, "take a Consul lock per fleet so only one drover acts; others wait as standbys.\n"+
 			"With false, every drover started on the fleet acts at once: run only one")
 	}
@@ -131,6 +133,9 @@ func (o *options) validate(withRun bool) error {
 	}
 	if withRun && o.listen != "" && !loopbackListen(o.listen) && o.listenTokenFile == "" {
 		problems = append(problems, fmt.Sprintf("--listen %s is not a loopback address: set --listen-token-file FILE (a bearer token for /status), or listen on 127.0.0.1", o.listen))
+	}
+	if withRun {
+		problems = append(problems, o.notify.validate()...)
 	}
 	if withRun && o.interval <= 0 {
 		problems = append(problems, fmt.Sprintf("--interval %s: must be positive", o.interval))
