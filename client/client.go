@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -97,6 +98,10 @@ func New(cfg Config) (*Client, error) {
 // Server is the server's address as shown in messages (credentials masked).
 func (c *Client) Server() string { return c.shown }
 
+// serviceName is the fleet file's rule for names (sources): it also keeps a name
+// from reaching another path of the API.
+var serviceName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
+
 // Status is the fleet at a glance.
 func (c *Client) Status(ctx context.Context) (reconciler.FleetStatus, error) {
 	var st reconciler.FleetStatus
@@ -140,13 +145,13 @@ func (c *Client) Reconcile(ctx context.Context) error {
 }
 
 func (c *Client) order(ctx context.Context, service, verb string, body any) error {
-	if service == "" {
-		return fmt.Errorf("%s: no service named", verb)
+	if !serviceName.MatchString(service) {
+		return fmt.Errorf("%s %q: not a service name (lower-case letters, digits and '-', starting with a letter)", verb, printable(service, 64))
 	}
 	if body == nil {
 		body = struct{}{}
 	}
-	return c.do(ctx, http.MethodPost, "/api/v1/services/"+url.PathEscape(service)+"/"+verb, nil, body, nil)
+	return c.do(ctx, http.MethodPost, "/api/v1/services/"+service+"/"+verb, nil, body, nil)
 }
 
 // do sends one request and decodes a 2xx JSON answer into out (when not nil).
