@@ -51,10 +51,11 @@ func consulFleet(t *testing.T) (*discovery.Client, string) {
 		}
 	}
 	put("drover/fleets/prod/failed/db", hold)
-	put("drover/fleets/prod/events/head", []byte(`{"seq":3}`))
+	// The layout of discovery.Ring: a head holding the last number, slots by seq mod size.
+	put("drover/fleets/prod/events/head", []byte("3"))
 	for seq, svc := range map[int]string{1: "web", 2: "db", 3: "web"} {
 		raw, _ := json.Marshal(reconciler.Event{Seq: uint64(seq), Kind: reconciler.EventVMCreated, Fleet: "prod", Service: svc, VMs: []string{fmt.Sprint("vm-", seq)}})
-		put(fmt.Sprintf("drover/fleets/prod/events/%08d", seq), raw)
+		put(fmt.Sprintf("drover/fleets/prod/events/slot/%d", seq%1000), raw)
 	}
 	return c, agent.Addr
 }

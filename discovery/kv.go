@@ -40,7 +40,7 @@ func (c *Client) KVList(ctx context.Context, prefix string) (map[string][]byte, 
 	return out, nil
 }
 
-// KVDelete removes key from Consul's KV store; a key that is not there is no error.
+// KVDelete removes key from Consul's KV store; a key that does not exist is no error.
 func (c *Client) KVDelete(ctx context.Context, key string) error {
 	if key == "" || strings.HasPrefix(key, "/") {
 		return fmt.Errorf("kv delete: key %q: want a non-empty key without a leading /", key)

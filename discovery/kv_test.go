@@ -29,20 +29,7 @@ func TestKV(t *testing.T) {
 	if len(got) != 2 || string(got["drover/test/a"]) != "overwritten" || string(got["drover/test/b"]) != `{"x":2}` {
 		t.Errorf("KVList drover/test/: got %q, want a=overwritten and b", got)
 	}
-	if err := c.KVDelete(ctx, "drover/test/a"); err != nil {
-		t.Fatalf("KVDelete: %v", err)
-	}
-	if err := c.KVDelete(ctx, "drover/test/never-there"); err != nil {
-		t.Errorf("KVDelete of a missing key: got %v, want nil", err)
-	}
-	got, err = c.KVList(ctx, "drover/test/")
-	if err != nil || len(got) != 1 || got["drover/test/b"] == nil {
-		t.Errorf("KVList after deleting a: got %q, %v; want only b", got, err)
-	}
 	for _, bad := range []string{"", "/drover/x"} {
-		if err := c.KVDelete(ctx, bad); err == nil || !strings.Contains(err.Error(), "key") {
-			t.Errorf("KVDelete(%q): got %v, want a key error", bad, err)
-		}
 		if err := c.KVPut(ctx, bad, nil); err == nil || !strings.Contains(err.Error(), "key") {
 			t.Errorf("KVPut(%q): got %v, want a key error", bad, err)
 		}

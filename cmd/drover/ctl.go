@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/drover-dev/drover/client"
 	"github.com/drover-dev/drover/discovery"
@@ -107,14 +108,17 @@ func (o *ctlOptions) validate() error {
 			problems = append(problems, "--fleet: "+err.Error())
 		}
 	}
-	if len(o.reason) > 1024 {
-		problems = append(problems, "--reason: longer than 1024 bytes")
+	if len(o.reason) > maxReason || strings.IndexFunc(o.reason, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		problems = append(problems, fmt.Sprintf("--reason: want at most %d printable bytes", maxReason))
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
 	return nil
 }
+
+// maxReason is the reconciler's bound on a suspension's reason.
+const maxReason = 512
 
 func ctlUsage(w io.Writer, name string, cmd ctlCommand, fs *flag.FlagSet) func() {
 	return func() {

@@ -22,8 +22,9 @@ func TestCtlConsulFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{
-		"drover/fleets/prod/failed/web":        `{"revision":"ffeeddccbbaa","reason":"deadline passed","at":"2026-12-04T19:00:00Z"}`,
-		"drover/fleets/prod/events/0000000001": `{"seq":1,"time":"2026-12-04T19:00:00Z","kind":"rollout_failed","fleet":"prod","service":"web","reason":"deadline passed"}`,
+		"drover/fleets/prod/failed/web":    `{"revision":"ffeeddccbbaa","reason":"deadline passed","at":"2026-12-04T19:00:00Z"}`,
+		"drover/fleets/prod/events/head":   `1`,
+		"drover/fleets/prod/events/slot/1": `{"seq":1,"time":"2026-12-04T19:00:00Z","kind":"rollout_failed","fleet":"prod","service":"web","reason":"deadline passed"}`,
 	} {
 		if _, err := ac.KV().Put(&api.KVPair{Key: k, Value: []byte(v)}, nil); err != nil {
 			t.Fatal(err)
