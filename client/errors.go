@@ -47,8 +47,6 @@ func (e *APIError) Error() string {
 	switch e.Status {
 	case http.StatusUnauthorized:
 		return fmt.Sprintf("%s: %d: %s (give the daemon's --listen-token-file token with --token-file)", e.Op, e.Status, msg)
-	case http.StatusForbidden:
-		return fmt.Sprintf("%s: %d: %s (the token was refused)", e.Op, e.Status, msg)
 	}
 	return fmt.Sprintf("%s: %d: %s", e.Op, e.Status, msg)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +32,9 @@ const maxEventLine = 1 << 20
 
 // Watch follows the server's live events of service ("" for all) and calls fn for
 // each, in order, once. It reconnects with backoff when the stream breaks or no Drover
-// answers, and after each (re)connection fills the gap from History, so an event that
-// happened while it was away is shown too (as long as the server's ring still has it).
+// answers, asking the server to replay what came after the last event seen
+// (?since=<seq>), so an event that happened while it was away is shown too (as long
+// as the fleet's ring still has it).
 // It returns nil when ctx ends, and an error only for what waiting will not mend: a
 // refused token or an unknown service.
 func (c *Client) Watch(ctx context.Context, service string, opts WatchOptions, fn func(reconciler.Event)) error {
@@ -74,8 +76,8 @@ func (c *Client) Watch(ctx context.Context, service string, opts WatchOptions, f
 	}
 }
 
-// stream runs one connection: subscribe, fill the gap since last from History, then
-// relay the stream until it ends. It reports whether the subscription was accepted.
+// stream runs one connection: subscribe (with the replay after last), then relay the
+// stream until it ends. It reports whether the subscription was accepted.
 func (c *Client) stream(ctx context.Context, service string, last uint64, emit func(reconciler.Event)) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -83,6 +85,10 @@ func (c *Client) stream(ctx context.Context, service string, last uint64, emit f
 	if service != "" {
 		q.Set("service", service)
 	}
+	// The server replays the stored events after last (all of them for 0: none was
+	// seen) before the live ones, subscribed first so nothing falls between the
+	// history already shown and the stream; emit drops any seen twice.
+	q.Set("since", strconv.FormatUint(last, 10))
 	// No overall timeout (the stream lasts): the transport bounds the dial and the
 	// wait for the answer's headers.
 	resp, op, err := c.send(ctx, http.MethodGet, "/api/v1/events", q, nil, "text/event-stream")
@@ -92,17 +98,6 @@ func (c *Client) stream(ctx context.Context, service string, last uint64, emit f
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return false, apiError(op, resp)
-	}
-	// Subscribed first, history second: an event between the two is in both, and
-	// emit drops the copy; the other order could lose it.
-	if last > 0 {
-		missed, err := c.History(ctx, service, 0)
-		if err != nil {
-			return true, err
-		}
-		for _, ev := range missed {
-			emit(ev)
-		}
 	}
 	err = readEvents(resp, emit)
 	if err == nil {

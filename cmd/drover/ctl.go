@@ -217,7 +217,7 @@ func orNone(s string) string {
 func (o ctlOptions) client() (*client.Client, error) {
 	tok := ""
 	if o.tokenFile != "" {
-		t, err := secretfile.Read(o.tokenFile)
+		t, err := secretfile.ReadLine(o.tokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -60,12 +61,25 @@ func newFakeAPI(t *testing.T, token string) (*fakeAPI, *httptest.Server) {
 		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /api/v1/events", func(w http.ResponseWriter, r *http.Request) {
+		var since uint64
+		fmt.Sscan(r.URL.Query().Get("since"), &since)
 		f.mu.Lock()
 		f.streams++
 		n, stream := f.streams, f.stream
+		var replay []reconciler.Event
+		for _, ev := range f.events {
+			if r.URL.Query().Has("since") && ev.Seq > since {
+				replay = append(replay, ev)
+			}
+		}
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "retry: 2000\n: connected\n\n")
+		for _, ev := range replay { // like server/sse.go's ?since=
+			raw, _ := json.Marshal(ev)
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Kind, raw)
+		}
 		fl := w.(http.Flusher)
 		fl.Flush()
 		if stream != nil {
@@ -303,7 +317,7 @@ func TestCtlHistory(t *testing.T) {
 }
 
 // TestCtlWatch: --watch prints the history, then live events; when the stream breaks
-// it reconnects and fills the gap from history, each event once.
+// it reconnects asking for a replay since the last seen, each event shown once.
 func TestCtlWatch(t *testing.T) {
 	f, srv := newFakeAPI(t, "")
 	ev := func(seq uint64) reconciler.Event {
@@ -322,11 +336,11 @@ func TestCtlWatch(t *testing.T) {
 			f.mu.Unlock()
 			sse(w, ev(3))
 			flush()
-		case 2: // after the reconnection: 4 again (already seen from history), then 5
+		case 2: // after the reconnection (4 replayed by ?since=3): 3 again, then 5
 			f.mu.Lock()
 			f.events = append(f.events, ev(5))
 			f.mu.Unlock()
-			sse(w, ev(4))
+			sse(w, ev(3))
 			sse(w, ev(5))
 			flush()
 			<-done // held open: the client ends it

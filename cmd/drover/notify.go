@@ -57,7 +57,7 @@ func newNotifier(n notifyOptions, log *slog.Logger) (*notify.Notifier, error) {
 	}
 	cfg := notify.Config{URLs: n.urls, Format: notify.Format(n.format)}
 	if n.secretFile != "" {
-		s, err := secretfile.Read(n.secretFile)
+		s, err := secretfile.ReadLine(n.secretFile)
 		if err != nil {
 			return nil, fmt.Errorf("--notify-secret-file: %w", err)
 		}

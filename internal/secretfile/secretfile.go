@@ -1,6 +1,8 @@
-// Package secretfile reads the small secrets Drover is given as files (bearer tokens,
-// signing secrets): bounded in size, regular files only, opened so that a FIFO or a
-// device named by mistake (or by someone hostile) cannot block or flood Drover.
+// Package secretfile is the one reader of the files operators hand Drover secrets in:
+// tokens, passwords, passphrases, private keys, CA bundles. Such a path comes from a
+// flag, so it may name anything: a FIFO nobody writes (which would block start-up or
+// a fetch for ever), a device, a directory, a multi-gigabyte file. A secret file is
+// opened without blocking, must be a regular file, and is read up to a bound.
 package secretfile
 
 import (
@@ -12,43 +14,59 @@ import (
 	"syscall"
 )
 
-// MaxSize is the largest secret file read: far above any token, far below harm.
+// MaxSize bounds a secret file: a token, a password or a private key is far smaller.
 const MaxSize = 64 << 10
 
-// ErrNotRegular is wrapped when the path names a FIFO, device, socket or directory.
-var ErrNotRegular = errors.New("not a regular file")
+// ErrInvalid means the file is not one a secret can be read from: not a regular file,
+// too large, empty, or more than one line where one is wanted.
+var ErrInvalid = errors.New("invalid secret file")
 
-// Read returns the file's content with surrounding white space removed. It refuses a
-// file that is not regular (checked on the open descriptor, so a swap between check
-// and read changes nothing), larger than MaxSize, empty, or holding more than one line.
-// Errors name the path, never the content.
-func Read(path string) (string, error) {
+// Read returns the content of the regular file at path, at most max bytes (MaxSize
+// when max is 0). Errors name the path, never the content.
+func Read(path string, max int64) ([]byte, error) {
+	if max <= 0 {
+		max = MaxSize
+	}
 	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
-		return "", fmt.Errorf("read secret %s: %w", path, err)
+		return nil, fmt.Errorf("read secret file: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("read secret %s: %w", path, err)
+		return nil, fmt.Errorf("read secret file %s: %w", path, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("read secret %s: %w (%s)", path, ErrNotRegular, fi.Mode().Type())
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("read secret file %s: %w: not a regular file (%s)", path, ErrInvalid, st.Mode().Type())
 	}
-	raw, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if st.Size() > max {
+		return nil, fmt.Errorf("read secret file %s: %w: %d bytes, want at most %d", path, ErrInvalid, st.Size(), max)
+	}
+	// The file may grow between Stat and the read: the limit holds whatever happens.
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
-		return "", fmt.Errorf("read secret %s: %w", path, err)
+		return nil, fmt.Errorf("read secret file %s: %w", path, err)
 	}
-	if len(raw) > MaxSize {
-		return "", fmt.Errorf("read secret %s: larger than %d bytes", path, MaxSize)
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("read secret file %s: %w: more than %d bytes", path, ErrInvalid, max)
 	}
-	s := string(bytes.TrimSpace(raw))
+	return data, nil
+}
+
+// ReadLine returns the one line the file at path holds (a token, a password),
+// surrounding white space removed. An empty file or one of several lines is an error.
+func ReadLine(path string) (string, error) {
+	data, err := Read(path, MaxSize)
+	if err != nil {
+		return "", err
+	}
+	line := bytes.TrimSpace(data)
 	switch {
-	case s == "":
-		return "", fmt.Errorf("read secret %s: empty", path)
-	case bytes.ContainsAny([]byte(s), "\r\n\x00"):
-		return "", fmt.Errorf("read secret %s: want one line", path)
+	case len(line) == 0:
+		return "", fmt.Errorf("read secret file %s: %w: empty", path, ErrInvalid)
+	case bytes.ContainsAny(line, "\r\n"):
+		return "", fmt.Errorf("read secret file %s: %w: want one line", path, ErrInvalid)
 	}
-	return s, nil
+	return string(line), nil
 }

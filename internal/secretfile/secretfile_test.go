@@ -7,9 +7,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
-func TestRead(t *testing.T) {
+func TestReadLine(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -22,35 +23,57 @@ func TestRead(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
+	for _, tt := range []struct {
 		name, path, want, wantErr string
 	}{
-		{"token", write("ok", "  s3cret-token\n"), "s3cret-token", ""},
-		{"max size", write("max", strings.Repeat("a", MaxSize)), strings.Repeat("a", MaxSize), ""},
-		{"too large", write("big", strings.Repeat("a", MaxSize+1)), "", "larger than"},
-		{"empty", write("empty", " \n"), "", "empty"},
-		{"two lines", write("two", "a\nb\n"), "", "one line"},
-		{"fifo", fifo, "", "not a regular file"},
+		{"token with newline", write("tok", "  s3cret-token\n"), "s3cret-token", ""},
+		{"empty", write("empty", " \n\n"), "", "empty"},
+		{"two lines", write("two", "a\nb\n"), "", "want one line"},
+		{"too large", write("big", strings.Repeat("x", MaxSize+1)), "", "want at most"},
 		{"directory", dir, "", "not a regular file"},
+		{"fifo without writer", fifo, "", "not a regular file"},
 		{"missing", filepath.Join(dir, "nope"), "", "no such file"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := Read(tc.path)
-			if tc.wantErr == "" {
-				if err != nil || got != tc.want {
-					t.Fatalf("Read: got %.20q, %v; want %.20q, nil", got, err, tc.want)
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan struct{})
+			var got string
+			var err error
+			go func() { got, err = ReadLine(tt.path); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("ReadLine(%s) blocked", tt.path)
+			}
+			if tt.wantErr == "" {
+				if err != nil || got != tt.want {
+					t.Errorf("ReadLine = %q, %v; want %q, nil", got, err, tt.want)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), tc.path) {
-				t.Fatalf("Read: got %.20q, %v; want an error naming %s with %q", got, err, tc.path, tc.wantErr)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ReadLine = %q, %v; want an error containing %q", got, err, tt.wantErr)
 			}
-			if strings.Contains(err.Error(), "aaaa") || strings.Contains(err.Error(), "s3cret") {
-				t.Errorf("error shows the content: %v", err)
+			if err != nil && !strings.Contains(err.Error(), tt.path) {
+				t.Errorf("error %q does not name the file %s", err, tt.path)
+			}
+			if tt.name != "missing" && !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %q is not ErrInvalid", err)
 			}
 		})
 	}
-	if _, err := Read(fifo); !errors.Is(err, ErrNotRegular) {
-		t.Errorf("Read(fifo): got %v, want ErrNotRegular", err)
+}
+
+func TestReadNeverShowsContent(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "k")
+	if err := os.WriteFile(p, []byte("hunter2-line1\nhunter2-line2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadLine(p)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("ReadLine error %v: want an error that does not quote the file", err)
+	}
+	data, err := Read(p, 10)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("Read with a 10-byte bound = %q, %v: want an error that does not quote the file", data, err)
 	}
 }
