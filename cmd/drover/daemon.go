@@ -15,6 +15,7 @@ import (
 	"github.com/drover-dev/drover/hypervisor/libvirt"
 	"github.com/drover-dev/drover/hypervisor/qemu"
 	"github.com/drover-dev/drover/internal/redact"
+	"github.com/drover-dev/drover/notify"
 	"github.com/drover-dev/drover/reconciler"
 	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/sources"
@@ -38,6 +39,9 @@ type daemon struct {
 	metrics *server.Metrics
 	// tracked is source remembering the last revision read, for the progress display.
 	tracked *recordingSource
+	// notifier sends events to --notify-url receivers; nil without any. Run it on the
+	// reconciler's View with startNotifier.
+	notifier *notify.Notifier
 }
 
 func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set) (*daemon, error) {
@@ -53,6 +57,11 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 		d.listenToken = tok
 		secrets.Add(tok)
 	}
+	notifier, err := newNotifier(o.notify, log)
+	if err != nil {
+		return nil, err
+	}
+	d.notifier = notifier
 	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Ref: o.ref, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout,
 		VerifySignatures: o.verifySignatures, TrustedKeys: o.gitTrustedKeys, AllowedSigners: o.gitAllowedSigners,
 		Auth: o.gitAuth, Secrets: secrets}, log)
@@ -154,6 +163,17 @@ func (d *daemon) run(ctx context.Context) error {
 		MaxBackoff: max(d.opts.interval, 5*time.Minute),
 		Wake:       wake,
 	}
+	// Receivers get every event, those of the shutdown too: the notifier outlives Run
+	// by what the queues need to drain (5 s at most).
+	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	waitNotify := startNotifier(notifyCtx, d.notifier, d.reconciler)
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		d.reconciler.FlushEvents(fctx)
+		stopNotify()
+		waitNotify()
+	}()
 	var leader *reconciler.Leader
 	if d.opts.leaderLock {
 		leader = &reconciler.Leader{Elector: d.registry, Fleet: d.opts.fleetName(), Once: d.opts.once, Log: d.log, Reconciler: d.reconciler}

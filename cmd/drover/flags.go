@@ -48,6 +48,7 @@ type options struct {
 	logFormat             string
 	logLevel              string
 	limits
+	notify notifyOptions
 }
 
 func (o *options) register(fs *flag.FlagSet, withRun bool) {
@@ -97,6 +98,7 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 			"(X-Gitea-Signature) or GitLab (X-Gitlab-Token), fetches and runs a pass at once; polling stays the fallback")
 		fs.BoolVar(&o.once, "once", false, "run passes until the fleet matches the commit (exit 0) or the revision fails (exit 1)")
 		fs.DurationVar(&o.replaceUnhealthyAfter, "replace-unhealthy-after", 5*time.Minute, "replace a running VM that has failed its check this long (after its healthy_deadline)")
+		o.notify.register(fs)
 		fs.BoolVar(&o.leaderLock, "leader-lock", true, "take a Consul lock per fleet so only one drover acts; others wait as standbys.\n"+
 			"With false, every drover started on the fleet acts at once: run only one")
 	}
@@ -180,6 +182,9 @@ func (o *options) validate(withRun bool) error {
 	}
 	if withRun && o.webhookSecretFile != "" && o.listen == "" {
 		problems = append(problems, "--webhook-secret-file needs --listen: the webhook is served there at /hooks/git")
+	}
+	if withRun {
+		problems = append(problems, o.notify.validate()...)
 	}
 	if withRun && o.interval <= 0 {
 		problems = append(problems, fmt.Sprintf("--interval %s: must be positive", o.interval))

@@ -32,9 +32,18 @@ Usage:
   drover schema                             print the fleet file's JSON Schema (for editors)
   drover version                            print the version
 
+Operating a running Drover (through its API at --server, default http://127.0.0.1:7070):
+  drover status [-o json]                   the fleet at a glance, per service          *
+  drover history [SERVICE] [--watch]        events, oldest first; --watch follows live  *
+  drover suspend SERVICE [--reason TEXT]    leave SERVICE exactly as it is until resumed *
+  drover resume SERVICE                     lift a suspension                           *
+  drover retry SERVICE                      release SERVICE's held revision             *
+  drover reconcile                          run a pass now (needs a running Drover)
+* when no Drover answers at all, these read and write Consul (--consul) directly.
+
 On a terminal, run --once and plan show each service's rollout as it goes.
-Run 'drover run -h' or 'drover plan -h' for their flags. Every flag can also be set
-with DROVER_<FLAG> in the environment (DROVER_REPO, DROVER_LIBVIRT_URI, …).
+Run 'drover COMMAND -h' for a command's flags. Every flag can also be set with
+DROVER_<FLAG> in the environment (DROVER_REPO, DROVER_SERVER, DROVER_LIBVIRT_URI, …).
 `
 
 func main() {
@@ -63,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runValidate(rest, stdout, stderr)
 	case "schema":
 		return runSchema(rest, stdout, stderr)
+	case "status", "history", "suspend", "resume", "retry", "reconcile":
+		return runCtl(ctx, cmd, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "drover %s\n", version)
 		return exitOK
