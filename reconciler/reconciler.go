@@ -78,6 +78,9 @@ type Config struct {
 	// Secrets are masked in event reasons and status (the credentials of the repository
 	// URL, a token read from a file, say). It grows while Drover runs; nil holds none.
 	Secrets *redact.Set
+	// Metrics, optional, is told how long each rollout's new VMs waited at the health
+	// gate and whether they passed it.
+	Metrics GateMetrics
 }
 
 // Reconciler runs passes. It keeps only what cannot be read back from the world: the

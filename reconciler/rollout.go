@@ -117,6 +117,7 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	// healthy_deadline counts from the VMs' existence: neither a wait for a create slot
 	// (MaxParallelCreates across the fleet) nor the creates themselves, each bounded by
 	// OpTimeout, are the revision's health.
+	gateStart := time.Now()
 	gateCtx, cancel := context.WithTimeout(ctx, svc.Update.HealthyDeadline)
 	defer cancel()
 	// registered holds the created VMs that answered their check and were registered.
@@ -136,6 +137,10 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		err = r.cfg.Health.WaitPassing(gateCtx, svc.Name, ids, svc.Update.MinHealthyTime)
 		// Every probe ends before a rollback can deregister what it would register.
 		registered = probes.stop()
+		if len(created) > 0 || len(sp.Pending) > 0 {
+			// Only a gate new VMs wait at: a scale-down waits for the VMs that serve.
+			r.observeGate(ctx, svc.Name, time.Since(gateStart), err)
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			if never := probes.neverAnswered(); never != "" {
 				err = fmt.Errorf("%s within healthy_deadline %s; %w", never, svc.Update.HealthyDeadline, err)
@@ -221,6 +226,21 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 	r.recordFailure(ctx, svc.Name, failure{Revision: revision, SpecHash: sp.SpecHash, Reason: err.Error()})
 	log.Error("rollout failed", "version", svc.Version, "rolled_back", rerr.RolledBack, "err", err)
 	return rerr
+}
+
+// observeGate reports a gate that ended with a verdict to Config.Metrics: passed
+// (err nil) or not within healthy_deadline. A gate cut by ctx or by Consul going away
+// is not reported.
+func (r *Reconciler) observeGate(ctx context.Context, service string, waited time.Duration, err error) {
+	if r.cfg.Metrics == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		r.cfg.Metrics.ObserveGateWait(service, waited, true)
+	case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, discovery.ErrUnavailable):
+		r.cfg.Metrics.ObserveGateWait(service, waited, false)
+	}
 }
 
 // createError is a VM the driver failed to create. When its siblings were created, the

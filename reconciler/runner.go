@@ -28,6 +28,8 @@ type Runner struct {
 	// Wake, optional, starts the next pass early: a health check changed, so a VM may
 	// have died. Passes stay level-based; Wake only moves one sooner.
 	Wake <-chan struct{}
+	// Metrics, optional, is told how long each pass took and whether it failed.
+	Metrics PassMetrics
 
 	mu     sync.Mutex
 	status Status
@@ -225,10 +227,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.endRound(round, err)
 		}
 		if haveRev {
+			passStart := time.Now()
 			res, perr := r.Reconciler.Start(ctx, last)
 			if ctx.Err() != nil {
 				return nil
 			}
+			r.observePass(time.Since(passStart), res, perr)
 			converged := perr == nil && res.Err == nil && !res.Changed && len(res.InProgress) == 0
 			r.record(last, err, res, perr, converged)
 			r.endRound(round, errors.Join(err, perr))
@@ -288,6 +292,19 @@ func (r *Runner) Run(ctx context.Context) error {
 			t.Stop()
 		}
 	}
+}
+
+// observePass reports a pass to Metrics: failed when it could not run or reported
+// anything but held revisions.
+func (r *Runner) observePass(d time.Duration, res Result, perr error) {
+	if r.Metrics == nil {
+		return
+	}
+	err := perr
+	if err == nil && res.Err != nil && !onlyHeld(res.Err) {
+		err = res.Err
+	}
+	r.Metrics.ObservePass(d, err)
 }
 
 func (r *Runner) setDesired(rev sources.Revision) {

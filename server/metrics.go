@@ -56,19 +56,19 @@ func NewMetrics() *Metrics {
 		}, []string{"kind"}),
 		gitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_git_fetch_errors_total",
-			Help: "Git fetches (or ref listings) that failed.",
+			Help: "Exchanges with the git remote (ref listings and fetches) that failed.",
 		}),
 		gitBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_git_fetch_bytes_total",
-			Help: "Bytes received from the git server.",
+			Help: "Bytes of packs received from the git remote (a poll that finds nothing new adds 0).",
 		}),
 		imageErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_image_download_errors_total",
-			Help: "Golden image downloads that failed (including checksum mismatches).",
+			Help: "Golden image downloads and file:// copies that failed (including checksum mismatches).",
 		}),
 		imageBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "drover_image_download_bytes_total",
-			Help: "Bytes of golden images downloaded.",
+			Help: "Bytes of golden images read into the cache (http(s) downloads and file:// copies).",
 		}),
 	}
 	m.reg.MustRegister(m.passDuration, m.gateWait, m.rollouts, m.rollbacks, m.events,

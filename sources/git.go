@@ -71,6 +71,9 @@ type GitConfig struct {
 	TrustedKeys string
 	// AllowedSigners is an OpenSSH allowed_signers file (ssh-keygen(1)).
 	AllowedSigners string
+	// Metrics, optional, is told the bytes and the outcome of each exchange with the
+	// remote.
+	Metrics GitMetrics
 }
 
 // Revision is the fleet at one commit.

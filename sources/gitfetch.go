@@ -111,7 +111,8 @@ type fetchStats struct {
 	Bytes   int64 // bytes of the pack
 }
 
-// fetchPack asks for wants and stores the pack. depth 0 fetches what the wants need
+// fetchPack asks for wants and stores the pack; the stats count what was received,
+// also when it failed part way. depth 0 fetches what the wants need
 // beyond what the clone has (its shallow commits included, so nothing behind them is
 // assumed); depth 1 fetches the wants' trees alone; infiniteDepth fills in history.
 func fetchPack(ctx context.Context, s *session, st storage.Storer, wants []plumbing.Hash, depth int, limit int64) (fetchStats, error) {
@@ -163,18 +164,20 @@ func fetchPack(ctx context.Context, s *session, st storage.Storer, wants []plumb
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
+	// From here on the bytes received are returned with any error: they were
+	// transferred, stored or not.
 	counted := &countingReader{r: sidebandReader(req.Capabilities, resp), limit: limit}
 	if _, err := io.Copy(spool, counted); err != nil {
-		return fetchStats{}, fmt.Errorf("receive pack: %w", err)
+		return counted.stats(), fmt.Errorf("receive pack: %w", err)
 	}
 	if counted.n == 0 {
 		return fetchStats{}, nil
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return fetchStats{}, fmt.Errorf("receive pack: %w", err)
+		return counted.stats(), fmt.Errorf("receive pack: %w", err)
 	}
 	if err := packfile.UpdateObjectStorage(st, spool); err != nil {
-		return fetchStats{}, fmt.Errorf("store pack: %w", err)
+		return counted.stats(), fmt.Errorf("store pack: %w", err)
 	}
 	return counted.stats(), nil
 }

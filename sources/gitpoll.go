@@ -97,7 +97,7 @@ func (g *Git) Fetch(ctx context.Context) (string, error) {
 // resolveAndFetch finds where the ref points and makes sure the clone has it. A pinned
 // commit already in the clone costs nothing; otherwise the remote is asked for its
 // refs, and a pack is fetched only when the ref moved to something the clone lacks.
-func (g *Git) resolveAndFetch(ctx context.Context, repo *git.Repository) (resolved, error) {
+func (g *Git) resolveAndFetch(ctx context.Context, repo *git.Repository) (_ resolved, err error) {
 	if err := ctx.Err(); err != nil {
 		return resolved{}, g.fetchError(err)
 	}
@@ -112,6 +112,8 @@ func (g *Git) resolveAndFetch(ctx context.Context, repo *git.Repository) (resolv
 		g.noteFetched(res)
 		return res, nil
 	}
+	var received int64
+	defer func() { g.observeFetch(ctx, received, err) }()
 	s, err := g.dial(ctx)
 	if err != nil {
 		return resolved{}, g.fetchError(err)
@@ -129,6 +131,7 @@ func (g *Git) resolveAndFetch(ctx context.Context, repo *git.Repository) (resolv
 			depth = 1
 		}
 		stats, err := fetchPack(ctx, s, st, []plumbing.Hash{res.target}, depth, g.maxFetch)
+		received = stats.Bytes
 		if err != nil {
 			return resolved{}, g.fetchError(err)
 		}
@@ -221,7 +224,9 @@ func (e *missingCommit) Error() string {
 
 func (e *missingCommit) Unwrap() error { return plumbing.ErrObjectNotFound }
 
-func (g *Git) fetchCommit(ctx context.Context, st storage.Storer, commit plumbing.Hash) error {
+func (g *Git) fetchCommit(ctx context.Context, st storage.Storer, commit plumbing.Hash) (err error) {
+	var stats fetchStats
+	defer func() { g.observeFetch(ctx, stats.Bytes, err) }()
 	s, err := g.dial(ctx)
 	if err != nil {
 		return g.fetchError(err)
@@ -232,7 +237,6 @@ func (g *Git) fetchCommit(ctx context.Context, st storage.Storer, commit plumbin
 	for _, h := range adv.refs {
 		tip = tip || h == commit
 	}
-	var stats fetchStats
 	switch {
 	case tip || s.canWantSHA():
 		stats, err = fetchPack(ctx, s, st, []plumbing.Hash{commit}, 1, g.maxFetch)

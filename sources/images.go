@@ -61,6 +61,8 @@ type ImageCacheConfig struct {
 	// the caller's context; default DefaultImageDownloadTimeout. A download that hits it
 	// fails with ErrImageUnavailable, never a checksum verdict.
 	DownloadTimeout time.Duration
+	// Metrics, optional, is told the bytes and the outcome of each download.
+	Metrics ImageMetrics
 	// Group is the group that may read the cache: the group of the hypervisor's QEMU
 	// user (kvm for libvirt on Debian). Default: DefaultImageGroup when that group
 	// exists and Drover may give files to it, else NoImageGroup. Files are 0640 and
@@ -82,6 +84,7 @@ type ImageCache struct {
 	progressEvery time.Duration
 	log           *slog.Logger
 	now           func() time.Time
+	metrics       ImageMetrics
 
 	mu       sync.Mutex
 	inflight map[string]*download // by digest
@@ -142,6 +145,7 @@ func NewImageCache(cfg ImageCacheConfig, log *slog.Logger) (*ImageCache, error) 
 		progressEvery: defaultProgressEvery,
 		log:           log,
 		now:           time.Now,
+		metrics:       cfg.Metrics,
 		inflight:      map[string]*download{},
 	}
 	if c.maxSize == 0 {
@@ -337,10 +341,16 @@ func (c *ImageCache) download(ctx context.Context, rawURL, digest, final string)
 	start := time.Now()
 	dctx, cancel := context.WithTimeoutCause(ctx, c.timeout, errDownloadTimeout)
 	defer cancel()
+	var pr *progressReader // counts what was read, for metrics
 	defer func() {
 		if err != nil {
 			err = c.fetchError(ctx, dctx, rawURL, err)
 		}
+		var n int64
+		if pr != nil {
+			n = pr.n
+		}
+		c.observeDownload(n, err)
 	}()
 	src, total, err := c.open(dctx, rawURL)
 	if err != nil {
@@ -359,7 +369,7 @@ func (c *ImageCache) download(ctx context.Context, rawURL, digest, final string)
 		}
 	}()
 	h := sha256.New()
-	pr := &progressReader{r: io.LimitReader(&ctxReader{ctx: dctx, r: src}, c.maxSize+1), total: total, start: start, last: start,
+	pr = &progressReader{r: io.LimitReader(&ctxReader{ctx: dctx, r: src}, c.maxSize+1), total: total, start: start, last: start,
 		every: c.progressEvery, log: c.log.With("url", redact.URL(rawURL), "sha256", digest)}
 	n, err := io.Copy(io.MultiWriter(tmp, h), pr)
 	if err != nil {

@@ -64,12 +64,14 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 	d.notifier = notifier
 	git, err := sources.NewGit(sources.GitConfig{URL: o.repo, Branch: o.branch, Ref: o.ref, Path: o.path, Dir: filepath.Join(o.stateDir, "git"), Timeout: o.gitTimeout,
 		VerifySignatures: o.verifySignatures, TrustedKeys: o.gitTrustedKeys, AllowedSigners: o.gitAllowedSigners,
-		Auth: o.gitAuth, Secrets: secrets}, log)
+		Auth: o.gitAuth, Secrets: secrets, Metrics: d.metrics}, log)
 	if err != nil {
 		return nil, err
 	}
 	d.source, d.tracked = git, &recordingSource{Source: git}
-	images, err := sources.NewImageCache(o.limits.imageCache(filepath.Join(o.stateDir, "images")), log)
+	imageCfg := o.limits.imageCache(filepath.Join(o.stateDir, "images"))
+	imageCfg.Metrics = d.metrics
+	images, err := sources.NewImageCache(imageCfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +94,7 @@ func build(ctx context.Context, o options, log *slog.Logger, secrets *redact.Set
 	d.reconciler, err = reconciler.New(reconciler.Config{Fleet: o.fleetName(), Hypervisor: auditedDriver{hv, log}, Registrar: audited, Health: registry, Failures: audited, Reservations: audited, Images: images, ImageGC: images, History: git, Log: log, Hook: hook,
 		Chaos: !o.once, ReplaceUnhealthyAfter: o.replaceUnhealthyAfter, Budget: o.limits.budget(), ImageGCGrace: o.imageGCGrace,
 		// The raw client: ring appends are fenced by the reconciler already.
-		Events: registry, Secrets: secrets})
+		Events: registry, Secrets: secrets, Metrics: d.metrics})
 	if err != nil {
 		d.close()
 		return nil, err
@@ -105,6 +107,14 @@ type driver interface {
 	reconciler.Hypervisor
 	Close() error
 }
+
+// The server's metrics take what each part reports.
+var (
+	_ sources.GitMetrics     = (*server.Metrics)(nil)
+	_ sources.ImageMetrics   = (*server.Metrics)(nil)
+	_ reconciler.PassMetrics = (*server.Metrics)(nil)
+	_ reconciler.GateMetrics = (*server.Metrics)(nil)
+)
 
 var (
 	_ driver = (*libvirt.Driver)(nil)
@@ -162,6 +172,7 @@ func (d *daemon) run(ctx context.Context) error {
 		Log:        d.log,
 		MaxBackoff: max(d.opts.interval, 5*time.Minute),
 		Wake:       wake,
+		Metrics:    d.metrics,
 	}
 	// Receivers get every event, those of the shutdown too: the notifier outlives Run
 	// by what the queues need to drain (5 s at most).
