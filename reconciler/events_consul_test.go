@@ -199,7 +199,7 @@ func TestOfflineOperator(t *testing.T) {
 	running := consulReconciler(t, w, consulClient(t, agent), 100)
 	mustPass(t, running, rev("c1", svc("web", "1", 1, 0)))
 	c := consulClient(t, agent)
-	cli, err := NewOffline("test", c, c, nil)
+	cli, err := NewOffline("test", c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
