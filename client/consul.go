@@ -71,7 +71,7 @@ func (c *Consul) History(ctx context.Context, service string, limit int) ([]reco
 }
 
 // Suspend records the suspension, and its event, where every Drover of the fleet
-// reads them; a service Consul has no instance or record of is refused.
+// reads them; a service Consul has no instance, record or event of is refused.
 func (c *Consul) Suspend(ctx context.Context, service, reason string) error {
 	op, err := c.operator(ctx)
 	if err != nil {

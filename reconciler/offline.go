@@ -131,8 +131,8 @@ func (o *Operator) offlineStatus(ctx context.Context) (FleetStatus, error) {
 	return out, nil
 }
 
-// offlineKnown refuses a service Consul has neither an instance nor a record of, so
-// a typo suspends nothing (the fleet file is not read here).
+// offlineKnown refuses a service Consul has no instance, record or event of, so a
+// typo suspends nothing (the fleet file is not read here).
 func (o *Operator) offlineKnown(ctx context.Context, service string) error {
 	st, err := o.offlineStatus(ctx)
 	if err != nil {
@@ -141,7 +141,16 @@ func (o *Operator) offlineKnown(ctx context.Context, service string) error {
 	if slices.ContainsFunc(st.Services, func(s ServiceStatus) bool { return s.Name == service }) {
 		return nil
 	}
-	return fmt.Errorf("%w %q in fleet %s: Consul has no instance or record of it", ErrUnknownService, service, st.Fleet)
+	// Instances are the local agent's only: a Drover registering elsewhere still left
+	// the service's events in the shared ring.
+	evs, err := o.Reconciler.History(ctx, service, 1)
+	if err != nil {
+		return err
+	}
+	if len(evs) > 0 {
+		return nil
+	}
+	return fmt.Errorf("%w %q in fleet %s: Consul has no instance, record or event of it", ErrUnknownService, service, st.Fleet)
 }
 
 func keySet[V any](m map[string]V) map[string]bool {
