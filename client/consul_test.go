@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func consulFleet(t *testing.T) (*discovery.Client, string) {
 func TestConsulFallback(t *testing.T) {
 	store, addr := consulFleet(t)
 	ctx := context.Background()
-	c := &Consul{Store: store, Addr: addr, Now: func() time.Time { return time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC) }}
+	c := &Consul{Store: store, Addr: addr}
 
 	st, err := c.Status(ctx)
 	if err != nil {
@@ -108,11 +109,23 @@ func TestConsulFallback(t *testing.T) {
 	if kv, _ := store.KVList(ctx, "drover/fleets/prod/failed/"); len(kv) != 0 {
 		t.Errorf("after retry: held %q, want none", kv)
 	}
-	if err := c.Retry(ctx, "web"); !errors.Is(err, ErrNothingHeld) {
-		t.Errorf("retry of a service not held: got %v, want ErrNothingHeld", err)
+	if err := c.Retry(ctx, "web"); !errors.Is(err, reconciler.ErrNotHeld) {
+		t.Errorf("retry of a service not held: got %v, want reconciler.ErrNotHeld", err)
 	}
-	if err := c.Suspend(ctx, "nope", ""); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) {
-		t.Errorf("suspend of an unknown service: got %v, want ErrNotFound naming it", err)
+	if err := c.Suspend(ctx, "nope", ""); !errors.Is(err, reconciler.ErrUnknownService) || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("suspend of an unknown service: got %v, want reconciler.ErrUnknownService naming it", err)
+	}
+	// The orders went through the reconciler's own code: their events are in the ring.
+	all, err := c.History(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []reconciler.EventKind
+	for _, ev := range all {
+		kinds = append(kinds, ev.Kind)
+	}
+	if want := []reconciler.EventKind{reconciler.EventSuspended, reconciler.EventResumed, reconciler.EventRevisionReleased}; !slices.Equal(kinds[len(kinds)-3:], want) {
+		t.Errorf("events after suspend, resume, retry: got %v, want %v last", kinds, want)
 	}
 
 	// A second fleet in KV: the fallback must be told which.

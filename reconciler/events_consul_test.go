@@ -199,7 +199,7 @@ func TestOfflineOperator(t *testing.T) {
 	running := consulReconciler(t, w, consulClient(t, agent), 100)
 	mustPass(t, running, rev("c1", svc("web", "1", 1, 0)))
 	c := consulClient(t, agent)
-	cli, err := NewOffline("test", c, c, nil)
+	cli, err := NewOffline("test", c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +221,14 @@ func TestOfflineOperator(t *testing.T) {
 	if got := kinds(hist); len(got) == 0 || got[len(got)-1] != EventSuspended || got[0] != EventRolloutStarted {
 		t.Errorf("offline history %v, want the running Drover's rollout first and the CLI's suspension last", got)
 	}
-	if _, err := cli.FleetStatus(ctx); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("offline FleetStatus: %v, want ErrNotRunning", err)
+	if err := cli.Suspend(ctx, "nope", ""); !errors.Is(err, ErrUnknownService) {
+		t.Errorf("offline Suspend of a service Consul knows nothing of: %v, want ErrUnknownService", err)
+	}
+	// The fake world registers nothing in Consul: the status is the records alone.
+	st, err := cli.FleetStatus(ctx)
+	if err != nil || st.Fleet != "test" || len(st.Services) != 1 || st.Services[0].Name != "web" || st.Services[0].Phase != PhaseSuspended ||
+		st.Services[0].Suspended == nil || st.Services[0].Suspended.Reason != "from the cli" {
+		t.Errorf("offline FleetStatus: got %+v, %v; want web suspended from the cli", st, err)
 	}
 	if err := cli.Reconcile(ctx); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("offline Reconcile: %v, want ErrNotRunning", err)

@@ -2,10 +2,7 @@ package reconciler
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"time"
 )
 
 // Operator is what operators look through and steer with: the HTTP API, the dashboard,
@@ -18,6 +15,9 @@ type Operator struct {
 	Runner *Runner
 	// Leader, optional: without one, this process acts alone and leads.
 	Leader *Leader
+	// offline is Consul's instance list when the Operator is NewOffline's: no
+	// hypervisor, no loop, only what Consul keeps.
+	offline InstanceLister
 }
 
 var (
@@ -25,28 +25,12 @@ var (
 	_ Control = (*Operator)(nil)
 )
 
-// NewOffline is an Operator over the fleet's records in Consul alone, for a CLI that
-// reaches no running Drover: History, Suspend, Resume and Retry work as they do through
-// a running one (and a running one honours them at its next pass); FleetStatus and
-// Reconcile need a running Drover and return ErrNotRunning; Subscribe sees only this
-// process's own events.
-func NewOffline(fleet string, store FailureStore, events EventStore, log *slog.Logger) (*Operator, error) {
-	if store == nil || events == nil {
-		return nil, errors.New("offline operator: a failure store and an event store are required")
-	}
-	if err := ValidFleet(fleet); fleet != "" && err != nil {
-		return nil, fmt.Errorf("offline operator: %w", err)
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	cfg := Config{Fleet: fleet, Failures: store, Events: events, EventsKept: DefaultEventsKept, Log: log, Now: time.Now, OpTimeout: 2 * time.Minute}
-	return &Operator{Reconciler: &Reconciler{cfg: cfg, log: log, failed: map[string]failure{}, suspended: map[string]Suspended{}, announced: map[string]string{}, work: newInflight()}}, nil
-}
-
 // FleetStatus is the fleet as of now: the last good revision against the VMs and
 // their Consul instances.
 func (o *Operator) FleetStatus(ctx context.Context) (FleetStatus, error) {
+	if o.offline != nil {
+		return o.offlineStatus(ctx)
+	}
 	if o.Reconciler.cfg.Hypervisor == nil {
 		return FleetStatus{}, fmt.Errorf("fleet status: %w", ErrNotRunning)
 	}
@@ -76,7 +60,7 @@ func (o *Operator) Suspend(ctx context.Context, service, reason string) error {
 	if err := o.known(ctx, service); err != nil {
 		return fmt.Errorf("suspend %s: %w", service, err)
 	}
-	return o.Reconciler.Suspend(ctx, service, reason)
+	return o.stored(ctx, o.Reconciler.Suspend(ctx, service, reason))
 }
 
 // Resume lets passes act on a suspended service again, starting one at once.
@@ -85,7 +69,7 @@ func (o *Operator) Resume(ctx context.Context, service string) error {
 		return err
 	}
 	o.wake()
-	return nil
+	return o.stored(ctx, nil)
 }
 
 // Retry releases a held revision, starting a pass at once.
@@ -94,7 +78,7 @@ func (o *Operator) Retry(ctx context.Context, service string) error {
 		return err
 	}
 	o.wake()
-	return nil
+	return o.stored(ctx, nil)
 }
 
 // Reconcile runs a round (fetch, then pass) now; see Runner.Reconcile.
@@ -125,6 +109,9 @@ func (o *Operator) wake() {
 func (o *Operator) known(ctx context.Context, service string) error {
 	if err := validService(service); err != nil {
 		return err
+	}
+	if o.offline != nil {
+		return o.offlineKnown(ctx, service)
 	}
 	if o.Runner == nil {
 		return nil

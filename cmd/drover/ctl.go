@@ -23,7 +23,8 @@ import (
 // reconcile, to Consul directly when no Drover answers at all.
 
 // fleetAPI is what status, history, suspend, resume and retry need: a running Drover
-// (client.Client) or, when none answers, Consul (client.Consul).
+// (client.Client) or, when none answers, Consul (client.Consul, the reconciler's
+// offline Operator).
 type fleetAPI interface {
 	Status(ctx context.Context) (reconciler.FleetStatus, error)
 	History(ctx context.Context, service string, limit int) ([]reconciler.Event, error)

@@ -52,13 +52,13 @@ func TestCtlConsulFallback(t *testing.T) {
 	if code, out, _ := cli("retry", "web"); code != exitOK || !strings.Contains(out, "held revision released") {
 		t.Errorf("retry: exit %d, %q", code, out)
 	}
-	if code, _, errs := cli("retry", "web"); code != exitFail || !strings.Contains(errs, "no held revision of it in fleet prod") {
+	if code, _, errs := cli("retry", "web"); code != exitFail || !strings.Contains(errs, "retry web: no held revision") {
 		t.Errorf("retry again: exit %d, %q; want 1, nothing held", code, errs)
 	}
 	if code, out, _ := cli("history", "web"); code != exitOK || !strings.Contains(out, "rollout_failed      -         -           deadline passed") {
 		t.Errorf("history: exit %d:\n%s", code, out)
 	}
-	if code, _, errs := cli("resume", "db"); code != exitFail || !strings.Contains(errs, `service "db": not found in fleet prod`) {
-		t.Errorf("resume of an unknown service: exit %d, %q", code, errs)
+	if code, _, errs := cli("suspend", "db"); code != exitFail || !strings.Contains(errs, `no such service "db" in fleet prod`) {
+		t.Errorf("suspend of an unknown service: exit %d, %q", code, errs)
 	}
 }
