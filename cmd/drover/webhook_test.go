@@ -219,6 +219,8 @@ func TestWebhookEndToEnd(t *testing.T) {
 		}
 	}
 
+	waitPacks(t, 1) // the clone's
+
 	t.Run("refused", func(t *testing.T) {
 		// The bodies name a commit not pushed yet: a round that comes on its own finds
 		// nothing to fetch, and one a refused delivery started would show in the log.
@@ -373,6 +375,7 @@ func TestWebhookEndToEnd(t *testing.T) {
 			}
 			p.waitLog(t, tracked(sha), 10*time.Second)
 			t.Logf("push → tracking %s: %s", sha[:12], time.Since(start).Round(time.Millisecond))
+			waitPacks(t, before.packs+1)
 			if got := counts(); got.packs != before.packs+1 {
 				t.Errorf("packs sent: got %d, want %d", got.packs, before.packs+1)
 			}
