@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // MinSecretLen is the shortest secret accepted: an HMAC key shorter than this is
@@ -106,8 +107,13 @@ func (h *Handler) Run(ctx context.Context) error {
 		case <-h.pending:
 		}
 		h.count(func(s *Stats) { s.Triggered++ })
-		if err := h.cfg.Trigger(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := h.cfg.Trigger(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
 			h.log.Warn("webhook: fetch and pass failed; polling continues", "err", err)
+		case err == nil:
+			h.log.Debug("webhook: fetch done, pass started", "took", time.Since(start))
 		}
 	}
 }
