@@ -65,7 +65,7 @@ func TestSweep(t *testing.T) {
 	overlay := func(vm string, age time.Time) string {
 		t.Helper()
 		p := filepath.Join(d.dir, overlayName(vm))
-		if err := hypervisor.CreateOverlay(ctx, qemuImg, p, golden, "qcow2"); err != nil {
+		if err := hypervisor.CreateOverlay(ctx, qemuImg, p, golden, "qcow2", 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chtimes(p, age, age); err != nil {
