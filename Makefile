@@ -13,9 +13,11 @@ TEST_FLAGS ?= -count=1 -p 1 -timeout 45m
 export DROVER_TESTENV_CACHE := $(CACHE)
 
 # Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
-# bindings, busybox-static and cpio for the test guests.
+# bindings, busybox-static and cpio for the test guests, ovmf for UEFI disk boots, and
+# mmdebstrap, extlinux, fdisk and e2fsprogs for the Debian cloud-init test image.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
-	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates
+	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
+	ovmf mmdebstrap extlinux syslinux-common fdisk e2fsprogs
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 
