@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,7 +84,15 @@ func BuildDebianImage(ctx context.Context, cacheDir string, log *slog.Logger) (F
 	if err != nil {
 		return File{}, fmt.Errorf("build debian image: %w", err)
 	}
-	defer os.RemoveAll(work)
+	defer func() {
+		// A build killed hard can leave mmdebstrap's /proc, /sys and /dev mounts in the
+		// chroot: never remove through a mount point.
+		if m := mountsUnder(work); len(m) > 0 {
+			log.Error("debian image build left mounts; not removing its directory", "dir", work, "mounts", m)
+			return
+		}
+		os.RemoveAll(work)
+	}()
 	script := filepath.Join(work, "debian-image.sh")
 	if err := os.WriteFile(script, debianImageScript, 0o700); err != nil {
 		return File{}, fmt.Errorf("build debian image: %w", err)
@@ -91,9 +100,23 @@ func BuildDebianImage(ctx context.Context, cacheDir string, log *slog.Logger) (F
 	tmpOut := filepath.Join(work, "image.qcow2")
 	log.InfoContext(ctx, "building debian image (mmdebstrap, a few minutes)", "path", out)
 	started := time.Now()
+	logPath := filepath.Join(work, "build.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return File{}, fmt.Errorf("build debian image: %w", err)
+	}
+	defer logFile.Close()
 	cmd := exec.CommandContext(ctx, "/bin/bash", script, tmpOut, work)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
-	if o, err := cmd.CombinedOutput(); err != nil {
+	// Output to a file, not a pipe: a build whose parent dies must not die of SIGPIPE
+	// halfway through mmdebstrap, mounts and all. Cancelling asks the whole group to
+	// stop (mmdebstrap and the script unmount on SIGTERM) and waits for it.
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 2 * time.Minute
+	if err := cmd.Run(); err != nil {
+		o, _ := os.ReadFile(logPath)
 		return File{}, fmt.Errorf("build debian image: %w: %s", err, tail(o))
 	}
 	if err := os.Chmod(tmpOut, 0o644); err != nil {
@@ -129,4 +152,20 @@ func cachedImage(p string) (File, bool) {
 		return File{}, false
 	}
 	return File{Path: p, SHA256: sum}, true
+}
+
+// mountsUnder lists the mount points at or below dir.
+func mountsUnder(dir string) []string {
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			out = append(out, f[4])
+		}
+	}
+	return out
 }

@@ -128,7 +128,24 @@ func guestImages(t testing.TB) hypervisortest.Images {
 		Cmdline:   testenv.GuestCmdline,
 		GuestPort: testenv.GuestPort,
 		Reach:     testenv.GuestReach,
+		Disk:      testenv.TinyDisk(t, imgs).Path,
 	}
+}
+
+// attachedDisks asks the VM's QEMU which drives it has, as QMP reports them.
+func attachedDisks(t *testing.T, d *Driver, name string) []hypervisortest.AttachedDisk {
+	t.Helper()
+	blocks, err := queryBlock(t.Context(), d.paths(name).qmp)
+	if err != nil {
+		t.Fatalf("query-block of %s: %v", name, err)
+	}
+	var out []hypervisortest.AttachedDisk
+	for _, b := range blocks {
+		if b.Inserted != nil {
+			out = append(out, hypervisortest.AttachedDisk{File: b.Inserted.File, ReadOnly: b.Inserted.RO})
+		}
+	}
+	return out
 }
 
 func TestConformance(t *testing.T) {
@@ -151,6 +168,7 @@ func TestConformance(t *testing.T) {
 				},
 				KillOutOfBand: hypervisortest.KillQEMU,
 				EditOutOfBand: restartWithMoreMemory,
+				Disks:         func(t *testing.T, name string) []hypervisortest.AttachedDisk { return attachedDisks(t, d, name) },
 			}
 		},
 		Images:      guestImages(t),
