@@ -141,7 +141,8 @@ func attachedDisks(t *testing.T, d *Driver, name string) []hypervisortest.Attach
 	}
 	var out []hypervisortest.AttachedDisk
 	for _, b := range blocks {
-		if b.Inserted != nil {
+		// The firmware's flash (pflash0, pflash1) is not a disk of the guest's.
+		if b.Inserted != nil && !strings.HasPrefix(b.Device, "pflash") {
 			out = append(out, hypervisortest.AttachedDisk{File: b.Inserted.File, ReadOnly: b.Inserted.RO})
 		}
 	}
