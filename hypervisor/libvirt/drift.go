@@ -230,7 +230,7 @@ func diskDrift(m vmMetadata, disks []libvirtxml.DomainDisk) []string {
 	if m.Seed != "" {
 		i := slices.IndexFunc(rest, func(d libvirtxml.DomainDisk) bool { return diskSource(d.Source) == m.Seed })
 		if i < 0 {
-			i = slices.IndexFunc(rest, func(d libvirtxml.DomainDisk) bool { return diskTarget(d) == seedTargetDev })
+			i = slices.IndexFunc(rest, func(d libvirtxml.DomainDisk) bool { return d.Target != nil && d.Target.Dev == seedTargetDev })
 		}
 		switch {
 		case i < 0:

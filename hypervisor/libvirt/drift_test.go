@@ -31,6 +31,10 @@ func driftParams(spec hypervisor.Spec) domainParams {
 		p.overlay, p.backingFmt = "/state/"+overlayName(spec.Name), "raw"
 		p.meta.Overlay = p.overlay
 	}
+	if spec.Seed != nil {
+		p.seed = "/state/" + seedName(spec.Name)
+		p.meta.Seed = p.seed
+	}
 	return p
 }
 
@@ -41,6 +45,11 @@ func TestDefinitionDrift(t *testing.T) {
 	bridge.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0"}
 	network := hypervisortest.ValidSpec(t, "drift-net")
 	network.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"}
+
+	seeded := hypervisortest.ValidSpec(t, "drift-seed")
+	seeded.Kernel, seeded.Initrd, seeded.Cmdline = "", "", ""
+	seeded.Disk = user.Disk
+	seeded.Seed = &hypervisor.Seed{MetaData: []byte("{}")}
 
 	extraDisk := libvirtxml.DomainDisk{
 		Device: "disk",
@@ -60,6 +69,13 @@ func TestDefinitionDrift(t *testing.T) {
 		{"as created: user and disk", user, func(*libvirtxml.Domain) {}, nil},
 		{"as created: bridge", bridge, func(*libvirtxml.Domain) {}, nil},
 		{"as created: network", network, func(*libvirtxml.Domain) {}, nil},
+		{"as created: disk boot with a seed", seeded, func(*libvirtxml.Domain) {}, nil},
+		{"seed detached", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks = d.Devices.Disks[:1] },
+			[]string{"seed detached: /state/drift-seed.cidata.iso"}},
+		{"seed swapped", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks[1].Source.File.File = "/tmp/other.iso" },
+			[]string{"seed: created as /state/drift-seed.cidata.iso, now /tmp/other.iso"}},
+		{"seed made writable", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks[1].ReadOnly = nil },
+			[]string{"seed: attached read-only, now writable"}},
 		{"memory in KiB, as libvirt writes it, is no drift", user, func(d *libvirtxml.Domain) {
 			d.Memory = &libvirtxml.DomainMemory{Value: 128 * 1024, Unit: "KiB"}
 			d.CurrentMemory = &libvirtxml.DomainCurrentMemory{Value: 128 * 1024}

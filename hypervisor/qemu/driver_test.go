@@ -77,6 +77,23 @@ func traces(d *Driver, name string) []string {
 // memory: the same command line otherwise, so the driver still finds and manages it.
 func restartWithMoreMemory(t *testing.T, name string) {
 	t.Helper()
+	restartWith(t, name, func(args []string) []string {
+		i := slices.Index(args, "-m")
+		if i < 0 || i+1 >= len(args) {
+			t.Fatalf("restart %s: no -m in %q", name, args)
+		}
+		mib, err := strconv.Atoi(strings.TrimSuffix(args[i+1], "M"))
+		if err != nil {
+			t.Fatalf("restart %s: -m %s: %v", name, args[i+1], err)
+		}
+		args[i+1] = strconv.Itoa(2*mib) + "M"
+		return args
+	})
+}
+
+// restartWith restarts a VM's QEMU by hand with its command line changed by edit.
+func restartWith(t *testing.T, name string, edit func([]string) []string) {
+	t.Helper()
 	pids := hypervisortest.QEMUProcesses(name)
 	if len(pids) != 1 {
 		t.Fatalf("restart %s: want one qemu process, got %v", name, pids)
@@ -85,16 +102,7 @@ func restartWithMoreMemory(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
-	i := slices.Index(args, "-m")
-	if i < 0 || i+1 >= len(args) {
-		t.Fatalf("restart %s: no -m in %q", name, args)
-	}
-	mib, err := strconv.Atoi(strings.TrimSuffix(args[i+1], "M"))
-	if err != nil {
-		t.Fatalf("restart %s: -m %s: %v", name, args[i+1], err)
-	}
-	args[i+1] = strconv.Itoa(2*mib) + "M"
+	args := edit(strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00"))
 	hypervisortest.KillQEMU(t, name)
 	// Its pid file and socket are free once it is gone.
 	deadline := time.NewTimer(30 * time.Second)

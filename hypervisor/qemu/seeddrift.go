@@ -34,29 +34,36 @@ func (d *Driver) seedDrift(ctx context.Context, p vmPaths, rec record, pid int) 
 		d.log.Debug("vm drives unknown", "vm", rec.Name, "err", err)
 		return out
 	}
+	return append(out, seedBlockDrift(cw.Seed, blocks)...)
+}
+
+// seedBlockDrift compares the running VM's seed drive with the file Create attached.
+func seedBlockDrift(seed string, blocks map[string]blockInfo) []string {
 	b, ok := blocks[seedDrive]
-	switch {
-	case !ok || b.Inserted == nil:
-		out = append(out, "seed detached: drive "+seedDrive+" is gone from the running vm")
-	default:
-		if b.Inserted.File != cw.Seed {
-			out = append(out, fmt.Sprintf("seed: created as %s, now %s", cw.Seed, orNone(b.Inserted.File)))
-		}
-		if !b.Inserted.RO {
-			out = append(out, "seed: attached read-only, now writable")
-		}
+	if !ok || b.Inserted == nil {
+		return []string{"seed detached: drive " + seedDrive + " is gone from the running vm"}
+	}
+	var out []string
+	if b.Inserted.File != seed {
+		out = append(out, fmt.Sprintf("seed: created as %s, now %s", seed, orNone(b.Inserted.File)))
+	}
+	if !b.Inserted.RO {
+		out = append(out, "seed: attached read-only, now writable")
 	}
 	return out
 }
 
 // blockInfo is one entry of QMP's query-block.
 type blockInfo struct {
-	Device   string `json:"device"`
-	IOStatus string `json:"io-status"`
-	Inserted *struct {
-		File string `json:"file"`
-		RO   bool   `json:"ro"`
-	} `json:"inserted"`
+	Device   string         `json:"device"`
+	QDev     string         `json:"qdev"` // the QOM path of the device the drive is attached to
+	IOStatus string         `json:"io-status"`
+	Inserted *insertedBlock `json:"inserted"`
+}
+
+type insertedBlock struct {
+	File string `json:"file"`
+	RO   bool   `json:"ro"`
 }
 
 // queryBlock is QMP's query-block by drive id.
