@@ -173,3 +173,55 @@ func TestLoadPathUserDataSymlinkDir(t *testing.T) {
 		t.Errorf("content %q, want %q", got, goodUserData)
 	}
 }
+
+// The git source reads user-data from the commit it read the fleet at, beside the
+// fleet file in the repository, and follows no symlink committed there.
+func TestGitUserData(t *testing.T) {
+	requireGit(t)
+	r := newTestRepo(t)
+	fleet := diskService("    cloud_init: {user_data: cloud/web.yaml}\n")
+	first := r.commit(t, map[string]*string{"fleets/prod.yaml": ptr(fleet), "fleets/cloud/web.yaml": ptr(goodUserData)})
+	second := r.commit(t, map[string]*string{"fleets/cloud/web.yaml": ptr(goodUserData + "# v2\n")})
+	g := newGit(t, GitConfig{URL: r.dir, Path: "fleets/prod.yaml"})
+	if _, err := g.Read(t.Context()); err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	for commit, want := range map[string]string{first: goodUserData, second: goodUserData + "# v2\n"} {
+		f, err := g.Fleet(t.Context(), commit)
+		if err != nil {
+			t.Fatalf("Fleet(%s): %v", commit[:8], err)
+		}
+		if got := string(f.Services[0].CloudInit.Content); got != want {
+			t.Errorf("user-data at %s: got %q, want %q", commit[:8], got, want)
+		}
+	}
+
+	// A committed symlink (to a host file) is refused, and so is a missing file.
+	if err := os.Remove(filepath.Join(r.dir, "fleets/cloud/web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(r.dir, "fleets/cloud/web.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	wt, err := r.repo.Worktree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wt.Add("fleets/cloud/web.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	linked := r.commit(t, map[string]*string{})
+	missing := r.commit(t, map[string]*string{"fleets/cloud/web.yaml": nil})
+	if _, err := g.Fetch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for commit, want := range map[string]string{
+		linked:  "fleets/prod.yaml:8:18: service web: cloud_init.user_data: fleets/cloud/web.yaml: a symlink, which is not followed",
+		missing: "fleets/prod.yaml:8:18: service web: cloud_init.user_data: fleets/cloud/web.yaml does not exist at this revision",
+	} {
+		_, err := g.Fleet(t.Context(), commit)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Fleet(%s): got %v, want %s", commit[:8], err, want)
+		}
+	}
+}
