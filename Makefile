@@ -14,10 +14,11 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 
 # Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
 # bindings, busybox-static and cpio for the test guests, ovmf for UEFI disk boots, and
-# mmdebstrap, extlinux, fdisk and e2fsprogs for the Debian cloud-init test image.
+# mmdebstrap, extlinux, fdisk and e2fsprogs for the Debian cloud-init test image, syslinux
+# and mtools for the tiny BIOS/UEFI test disk.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
-	ovmf mmdebstrap extlinux syslinux-common fdisk e2fsprogs
+	ovmf mmdebstrap extlinux syslinux syslinux-common mtools fdisk e2fsprogs
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 
