@@ -9,6 +9,8 @@
 package cidata
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -164,4 +166,20 @@ func Read(path string) (label string, files map[string][]byte, err error) {
 	// go-diskfs pads the identifier with NULs where ISO 9660 says spaces; blkid, as
 	// cloud-init uses it, trims either.
 	return strings.TrimRight(fs.Label(), "\x00 "), files, nil
+}
+
+// Digest is the hex SHA-256 of the seed file at path, as a driver records it at Create
+// to tell later whether the file was swapped.
+func Digest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	// A seed is at most MaxBytes of files plus the filesystem around them.
+	if _, err := io.Copy(h, io.LimitReader(f, MaxBytes+1<<20)); err != nil {
+		return "", fmt.Errorf("hash seed %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

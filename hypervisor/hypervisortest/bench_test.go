@@ -23,6 +23,11 @@ import (
 //	go test -run '^$' -bench CreateToHealthy -benchtime 3x ./hypervisor/hypervisortest
 func BenchmarkCreateToHealthy(b *testing.B) {
 	imgs := testenv.Images(b)
+	forEachDriver(b, func(b *testing.B, d hypervisortest.Driver) { benchCreateToHealthy(b, d, imgs) })
+}
+
+// forEachDriver runs bench as a sub-benchmark on each real driver, on fresh state.
+func forEachDriver(b *testing.B, bench func(b *testing.B, d hypervisortest.Driver)) {
 	b.Run("qemu", func(b *testing.B) {
 		for _, bin := range []string{"qemu-system-x86_64", "qemu-img"} {
 			if _, err := exec.LookPath(bin); err != nil {
@@ -34,7 +39,7 @@ func BenchmarkCreateToHealthy(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer d.Close()
-		benchCreateToHealthy(b, d, imgs)
+		bench(b, d)
 	})
 	b.Run("libvirt", func(b *testing.B) {
 		uri := testenv.Libvirt(b)
@@ -43,7 +48,7 @@ func BenchmarkCreateToHealthy(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer d.Close()
-		benchCreateToHealthy(b, d, imgs)
+		bench(b, d)
 	})
 }
 
@@ -90,28 +95,7 @@ func BenchmarkCreateGoldenDiskSize(b *testing.B) {
 	imgs := testenv.Images(b)
 	dir := reachableTempDir(b)
 	small, big := sparseDisk(b, dir, "small.raw", 10<<20), sparseDisk(b, dir, "big.raw", 10<<30)
-	b.Run("qemu", func(b *testing.B) {
-		for _, bin := range []string{"qemu-system-x86_64", "qemu-img"} {
-			if _, err := exec.LookPath(bin); err != nil {
-				testenv.Unavailable(b, "%s not installed", bin)
-			}
-		}
-		d, err := qemu.New(b.Context(), qemu.Config{StateDir: b.TempDir()}, hypervisortest.Logger(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer d.Close()
-		benchGoldenSize(b, d, imgs, small, big)
-	})
-	b.Run("libvirt", func(b *testing.B) {
-		uri := testenv.Libvirt(b)
-		d, err := libvirt.New(b.Context(), libvirt.Config{URI: uri, StateDir: reachableTempDir(b)}, hypervisortest.Logger(b))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer d.Close()
-		benchGoldenSize(b, d, imgs, small, big)
-	})
+	forEachDriver(b, func(b *testing.B, d hypervisortest.Driver) { benchGoldenSize(b, d, imgs, small, big) })
 }
 
 func sparseDisk(b *testing.B, dir, name string, size int64) string {

@@ -13,6 +13,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/cidata"
 )
 
 // drift compares a domain with what Create recorded in its metadata: the persistent
@@ -391,7 +392,7 @@ func seedFileDrift(m vmMetadata) []string {
 	if m.Seed == "" || m.CreatedWith == nil || m.CreatedWith.SeedSHA256 == "" {
 		return nil
 	}
-	switch sum, err := fileSHA256(m.Seed); {
+	switch sum, err := cidata.Digest(m.Seed); {
 	case errors.Is(err, os.ErrNotExist):
 		return []string{"seed removed: " + m.Seed}
 	case err != nil:

@@ -2,11 +2,6 @@ package libvirt
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 
 	"libvirt.org/go/libvirtxml"
@@ -79,7 +74,7 @@ func (d *Driver) makeFiles(ctx context.Context, p *domainParams, golden hypervis
 		if err := d.protectOverlay(p.seed); err != nil {
 			return err
 		}
-		sum, err := fileSHA256(p.seed)
+		sum, err := cidata.Digest(p.seed)
 		if err != nil {
 			return err
 		}
@@ -143,18 +138,4 @@ func firmwareOS(p domainParams, os *libvirtxml.DomainOS) {
 	}
 	os.Loader = &libvirtxml.DomainLoader{Path: hypervisor.OVMFCode, Readonly: "yes", Type: "pflash"}
 	os.NVRam = &libvirtxml.DomainNVRam{NVRam: p.uefiVars}
-}
-
-// fileSHA256 is the hex SHA-256 of a file Drover wrote (a seed: at most a few MiB).
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.LimitReader(f, cidata.MaxBytes+1<<20)); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

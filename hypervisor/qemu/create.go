@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/cidata"
 	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
@@ -132,7 +133,7 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	}
 	if spec.Seed != nil {
 		// What was written, so a seed swapped on disk later is seen as drift.
-		if rec.CreatedWith.SeedSHA256, err = fileSHA256(p.seed); err != nil {
+		if rec.CreatedWith.SeedSHA256, err = cidata.Digest(p.seed); err != nil {
 			return hypervisor.VM{}, err
 		}
 		if err := d.writeRecord(p, rec); err != nil {

@@ -2,10 +2,7 @@ package qemu
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/drover-dev/drover/hypervisor"
@@ -107,18 +104,4 @@ func diskArgs(p vmPaths, spec hypervisor.Spec) []string {
 			"-device", "virtio-blk-pci,drive="+seedDrive)
 	}
 	return a
-}
-
-// fileSHA256 is the hex SHA-256 of a file Drover wrote (a seed: at most a few MiB).
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.LimitReader(f, cidata.MaxBytes+1<<20)); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/drover-dev/drover/hypervisor/cidata"
 )
 
 // seedDrift compares a VM's cloud-init seed with what Create attached: the file still
@@ -18,7 +20,7 @@ func (d *Driver) seedDrift(ctx context.Context, p vmPaths, rec record, pid int) 
 		return nil
 	}
 	var out []string
-	switch sum, err := fileSHA256(cw.Seed); {
+	switch sum, err := cidata.Digest(cw.Seed); {
 	case errors.Is(err, os.ErrNotExist):
 		out = append(out, "seed removed: "+cw.Seed)
 	case err != nil:
