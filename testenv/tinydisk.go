@@ -146,4 +146,3 @@ func writeFS(fs filesystem.FileSystem, name string, r io.Reader) error {
 	}
 	return f.Close()
 }
-
