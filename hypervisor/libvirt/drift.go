@@ -203,6 +203,7 @@ func definitionDrift(m vmMetadata, def *libvirtxml.Domain, qemuArgs bool) []stri
 	if def.Devices != nil {
 		disks, ifaces = def.Devices.Disks, def.Devices.Interfaces
 	}
+	out = append(out, firmwareDrift(m, def.OS)...)
 	out = append(out, diskDrift(m, disks)...)
 	out = append(out, interfaceDrift(m, ifaces)...)
 
@@ -401,4 +402,30 @@ func seedFileDrift(m vmMetadata) []string {
 		return []string{fmt.Sprintf("seed %s: content swapped since it was created", m.Seed)}
 	}
 	return nil
+}
+
+// firmwareDrift: a UEFI VM keeps OVMF and its own variable store; any other VM has no
+// loader of Drover's choosing.
+func firmwareDrift(m vmMetadata, dos *libvirtxml.DomainOS) []string {
+	var loader, nvram string
+	if dos != nil && dos.Loader != nil {
+		loader = dos.Loader.Path
+	}
+	if dos != nil && dos.NVRam != nil {
+		nvram = dos.NVRam.NVRam
+	}
+	if m.CreatedWith.Firmware != hypervisor.FirmwareUEFI {
+		if loader != "" {
+			return []string{"firmware: created with bios, now loader " + loader}
+		}
+		return nil
+	}
+	var out []string
+	if loader != hypervisor.OVMFCode {
+		out = append(out, fmt.Sprintf("firmware: created with uefi (%s), now loader %s", hypervisor.OVMFCode, orNone(loader)))
+	}
+	if nvram != m.UEFIVars {
+		out = append(out, fmt.Sprintf("firmware: uefi variable store created as %s, now %s", orNone(m.UEFIVars), orNone(nvram)))
+	}
+	return out
 }

@@ -35,6 +35,11 @@ func driftParams(spec hypervisor.Spec) domainParams {
 		p.seed = "/state/" + seedName(spec.Name)
 		p.meta.Seed = p.seed
 	}
+	if spec.Firmware == hypervisor.FirmwareUEFI {
+		p.uefiVars = "/state/" + uefiVarsName(spec.Name)
+		p.meta.UEFIVars = p.uefiVars
+		p.meta.CreatedWith.Firmware = hypervisor.FirmwareUEFI
+	}
 	return p
 }
 
@@ -50,6 +55,9 @@ func TestDefinitionDrift(t *testing.T) {
 	seeded.Kernel, seeded.Initrd, seeded.Cmdline = "", "", ""
 	seeded.Disk = user.Disk
 	seeded.Seed = &hypervisor.Seed{MetaData: []byte("{}")}
+
+	uefi := seeded
+	uefi.Name, uefi.Firmware = "drift-uefi", hypervisor.FirmwareUEFI
 
 	extraDisk := libvirtxml.DomainDisk{
 		Device: "disk",
@@ -74,6 +82,15 @@ func TestDefinitionDrift(t *testing.T) {
 			[]string{"seed detached: /state/drift-seed.cidata.iso"}},
 		{"seed swapped", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks[1].Source.File.File = "/tmp/other.iso" },
 			[]string{"seed: created as /state/drift-seed.cidata.iso, now /tmp/other.iso"}},
+		{"as created: uefi", uefi, func(*libvirtxml.Domain) {}, nil},
+		{"uefi variable store swapped", uefi, func(d *libvirtxml.Domain) { d.OS.NVRam.NVRam = "/tmp/vars.fd" },
+			[]string{"firmware: uefi variable store created as /state/drift-uefi.uefi-vars.fd, now /tmp/vars.fd"}},
+		{"uefi loader removed", uefi, func(d *libvirtxml.Domain) { d.OS.Loader, d.OS.NVRam = nil, nil },
+			[]string{"firmware: created with uefi (" + hypervisor.OVMFCode + "), now loader none",
+				"firmware: uefi variable store created as /state/drift-uefi.uefi-vars.fd, now none"}},
+		{"loader added to a bios vm", seeded, func(d *libvirtxml.Domain) {
+			d.OS.Loader = &libvirtxml.DomainLoader{Path: "/tmp/evil.fd", Readonly: "yes", Type: "pflash"}
+		}, []string{"firmware: created with bios, now loader /tmp/evil.fd"}},
 		{"seed made writable", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks[1].ReadOnly = nil },
 			[]string{"seed: attached read-only, now writable"}},
 		{"memory in KiB, as libvirt writes it, is no drift", user, func(d *libvirtxml.Domain) {
