@@ -1,8 +1,10 @@
 package hypervisortest
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -93,6 +95,9 @@ func (s *suite) diskBootWith(t *testing.T, firmware string) {
 	if writable[0].File == spec.Disk {
 		t.Errorf("the golden disk %s is attached writable; want an overlay over it", spec.Disk)
 	}
+	if got := virtualSize(t, writable[0].File); got != spec.DiskSizeBytes {
+		t.Errorf("overlay %s: virtual size %d, want disk_size %d", writable[0].File, got, spec.DiskSizeBytes)
+	}
 	if got, err := env.Driver.Get(ctx, spec.Name); err != nil || len(got.Drift) != 0 {
 		t.Errorf("Get after Create: drift %q (err %v), want none", got.Drift, err)
 	}
@@ -134,4 +139,20 @@ func fileSize(t *testing.T, p string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// virtualSize is a qcow2 image's virtual size, read while QEMU holds it open.
+func virtualSize(t *testing.T, p string) int64 {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "qemu-img", "info", "-U", "--output=json", "-f", "qcow2", p).Output()
+	if err != nil {
+		t.Fatalf("qemu-img info %s: %v", p, err)
+	}
+	var info struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatalf("qemu-img info %s: %v", p, err)
+	}
+	return info.VirtualSize
 }
