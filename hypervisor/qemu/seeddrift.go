@@ -25,7 +25,7 @@ func (d *Driver) seedDrift(ctx context.Context, p vmPaths, rec record, pid int) 
 		out = append(out, "seed removed: "+cw.Seed)
 	case err != nil:
 		out = append(out, fmt.Sprintf("seed %s: cannot be read to compare: %v", cw.Seed, err))
-	case sum != cw.SeedSHA256:
+	case cw.SeedSHA256 != "" && sum != cw.SeedSHA256: // "": killed before it was recorded
 		out = append(out, fmt.Sprintf("seed %s: content swapped since it was created", cw.Seed))
 	}
 	if pid == 0 {
