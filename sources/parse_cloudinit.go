@@ -87,6 +87,10 @@ func resolveUserData(services []Service, dir string, src companions, budget *fle
 		if ci == nil {
 			continue
 		}
+		who := "service " + services[i].Name
+		if services[i].Name == "" {
+			who = "service" // its name was invalid, and reported so
+		}
 		p := path.Join(dir, ci.UserData)
 		if data, ok := seen[p]; ok {
 			ci.Content = data
@@ -99,7 +103,7 @@ func resolveUserData(services []Service, dir string, src companions, budget *fle
 			if errors.Is(err, errNoCompanion) {
 				msg = fmt.Sprintf("cloud_init.user_data: %s does not exist at this revision", shown)
 			}
-			errs.add(&Error{Pos: ci.Pos, Msg: "service " + services[i].Name + ": " + msg})
+			errs.add(&Error{Pos: ci.Pos, Msg: who + ": " + msg})
 			continue
 		}
 		if e := budget.add(shown, size); e != nil {
@@ -111,7 +115,7 @@ func resolveUserData(services []Service, dir string, src companions, budget *fle
 			if errors.As(err, &es) && len(es) > 0 {
 				return es[0] // it grew past the limit after it was measured
 			}
-			errs.add(&Error{Pos: ci.Pos, Msg: fmt.Sprintf("service %s: cloud_init.user_data: read %s: %v", services[i].Name, shown, err)})
+			errs.add(&Error{Pos: ci.Pos, Msg: fmt.Sprintf("%s: cloud_init.user_data: read %s: %v", who, shown, err)})
 			continue
 		}
 		for _, e := range checkUserData(shown, data) {
