@@ -63,8 +63,12 @@ func TestWithSeed(t *testing.T) {
 	if got := withSeed(s, spec); got.Seed != nil {
 		t.Fatalf("service without cloud_init got a seed: %+v", got.Seed)
 	}
-	s.CloudInit = &sources.CloudInit{UserData: "ud", Content: []byte("#cloud-config\n")}
+	// Static addressing without cloud_init: the network-config still needs a seed.
 	spec.Seed = &hypervisor.Seed{NetworkConfig: []byte("version: 2\n")}
+	if got := withSeed(s, spec); got.Seed == nil || len(got.Seed.MetaData) == 0 || got.Seed.UserData != nil || string(got.Seed.NetworkConfig) != "version: 2\n" {
+		t.Errorf("network-config only: seed %+v, want meta-data, no user-data and the network-config", got.Seed)
+	}
+	s.CloudInit = &sources.CloudInit{UserData: "ud", Content: []byte("#cloud-config\n")}
 	got := withSeed(s, spec)
 	var meta map[string]any
 	if err := json.Unmarshal(got.Seed.MetaData, &meta); err != nil {

@@ -100,12 +100,13 @@ type droverMeta struct {
 	Address string `json:"address"`
 }
 
-// withSeed returns spec with its cloud-init seed, when svc has a cloud_init block:
-// meta-data for this VM (instance-id and local-hostname are its name, so a replacement
-// is a new instance to cloud-init) and the service's user-data as read from the fleet
-// repository. A network-config already on the spec (static addressing) is kept.
+// withSeed returns spec with its cloud-init seed, when svc has a cloud_init block or
+// the spec already carries a network-config (static addressing): meta-data for this VM
+// (instance-id and local-hostname are its name, so a replacement is a new instance to
+// cloud-init), the service's user-data as read from the fleet repository (none without
+// cloud_init), and the network-config as it was.
 func withSeed(svc sources.Service, spec hypervisor.Spec) hypervisor.Spec {
-	if svc.CloudInit == nil {
+	if svc.CloudInit == nil && spec.Seed == nil {
 		return spec
 	}
 	addr, _, _ := strings.Cut(spec.Network.Address, "/")
@@ -120,7 +121,10 @@ func withSeed(svc sources.Service, spec hypervisor.Spec) hypervisor.Spec {
 	if err != nil {
 		panic(fmt.Sprintf("seed meta-data: %v", err)) // strings only: cannot fail
 	}
-	seed := &hypervisor.Seed{MetaData: append(meta, '\n'), UserData: svc.CloudInit.Content}
+	seed := &hypervisor.Seed{MetaData: append(meta, '\n')}
+	if svc.CloudInit != nil {
+		seed.UserData = svc.CloudInit.Content
+	}
 	if spec.Seed != nil {
 		seed.NetworkConfig = spec.Seed.NetworkConfig
 	}
