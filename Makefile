@@ -18,13 +18,16 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 # vagrant and vagrant-libvirt to check dist/drover.service and the Vagrantfile; nodejs to
 # check the fleet schema's patterns as editors (ECMA-262) read them; prometheus (promtool)
 # and chromium for the metrics and dashboard tests; iproute2 and dnsmasq-base for the
-# network tests (a bridge and DHCP inside a namespace the test makes).
+# network tests (a bridge and DHCP inside a namespace the test makes); ovmf for UEFI disk
+# boots; mmdebstrap, extlinux, fdisk and e2fsprogs for the Debian cloud-init test image,
+# syslinux and mtools for the tiny BIOS/UEFI test disk.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
 	openssh-server openssh-client gnupg \
 	systemd vagrant vagrant-libvirt nodejs \
 	prometheus chromium \
-	iproute2 dnsmasq-base
+	iproute2 dnsmasq-base \
+	ovmf mmdebstrap extlinux syslinux syslinux-common mtools fdisk e2fsprogs
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 
