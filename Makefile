@@ -9,7 +9,7 @@ CACHE      ?= $(CURDIR)/.cache
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -X main.version=$(VERSION)
 # -p 1: the packages share one libvirtd and two cores; run their VM tests one package at a time.
-TEST_FLAGS ?= -count=1 -p 1 -timeout 45m
+TEST_FLAGS ?= -count=1 -p 1 -timeout 75m
 export DROVER_TESTENV_CACHE := $(CACHE)
 
 # Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
