@@ -55,7 +55,7 @@ func TestGitCredentialsNeverShown(t *testing.T) {
 		t.Fatalf("test URL %s carries no password", url)
 	}
 
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	state := t.TempDir()
 	dir := filepath.Join(state, "git")

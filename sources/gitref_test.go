@@ -108,8 +108,8 @@ func TestSemverHighest(t *testing.T) {
 }
 
 // logBuffer collects a source's logs.
-func logBuffer() (*slog.Logger, *syncBuffer) {
-	var buf syncBuffer
+func logBuffer() (*slog.Logger, *testenv.SyncBuffer) {
+	var buf testenv.SyncBuffer
 	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf
 }
 

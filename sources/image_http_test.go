@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/testenv"
 )
 
 // hostURL is u with its host name replaced, keeping the port.
@@ -228,7 +230,7 @@ func TestImageHTTPInterruptedRetried(t *testing.T) {
 func TestImageHTTPCredentialsNeverShown(t *testing.T) {
 	content := bytes.Repeat([]byte("x"), 64<<10)
 	srv := newImageServer(t, content)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	c, err := NewImageCache(ImageCacheConfig{Dir: t.TempDir(), AllowHosts: []string{"127.0.0.1"}}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ type GitDaemon struct {
 	URL string
 
 	packs  packCounter
-	stderr *lockedBuffer
+	stderr *SyncBuffer
 }
 
 // ServeGitDaemon starts git daemon on a free port for the repositories under root.
@@ -31,7 +30,7 @@ func ServeGitDaemon(t testing.TB, root string) *GitDaemon {
 	if _, err := exec.LookPath("git"); err != nil {
 		Unavailable(t, "git is not installed: %v", err)
 	}
-	d := &GitDaemon{packs: newPackCounter(t), stderr: &lockedBuffer{}}
+	d := &GitDaemon{packs: newPackCounter(t), stderr: &SyncBuffer{}}
 	addr := serveOnFreePort(t, "git daemon", d.stderr, func(port int) *exec.Cmd {
 		cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--informative-errors", "--verbose",
 			"--listen=127.0.0.1", "--port="+strconv.Itoa(port), "--base-path="+root, root)
@@ -66,7 +65,7 @@ func freePort() (int, error) {
 // in a process group of its own so that the children it forks die with it, and
 // returns its address once it accepts connections. It is killed, by process group,
 // when the test ends. A port taken by another process meanwhile means another try.
-func serveOnFreePort(t testing.TB, name string, log *lockedBuffer, command func(port int) *exec.Cmd) string {
+func serveOnFreePort(t testing.TB, name string, log *SyncBuffer, command func(port int) *exec.Cmd) string {
 	t.Helper()
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -171,22 +170,4 @@ func waitListening(addr string, exited <-chan struct{}, timeout time.Duration) e
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// lockedBuffer collects a server's stderr for failure messages.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -110,7 +110,7 @@ type guest struct {
 	url     string
 	qmp     string
 	accel   string
-	console *lockedBuffer
+	console *SyncBuffer
 	exited  chan struct{}
 }
 
@@ -126,7 +126,7 @@ func bootGuest(t *testing.T, kernel, initrd File, cmdline string) *guest {
 		url:     fmt.Sprintf("http://127.0.0.1:%d/healthz", port),
 		qmp:     filepath.Join(t.TempDir(), "qmp.sock"),
 		accel:   QEMUAccel(),
-		console: &lockedBuffer{},
+		console: &SyncBuffer{},
 		exited:  make(chan struct{}),
 	}
 	cmd := exec.Command("qemu-system-x86_64",

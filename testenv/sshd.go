@@ -27,7 +27,7 @@ type SSHServer struct {
 	user     string
 	hostKeys map[string]string // key type (ssh-ed25519…) → "TYPE BASE64"
 	packs    packCounter
-	log      *lockedBuffer
+	log      *SyncBuffer
 }
 
 // SSHKey is a key pair made by ssh-keygen for a test: a deploy key, or one that is
@@ -95,7 +95,7 @@ func ServeSSH(t testing.TB, root string, authorized ...SSHKey) *SSHServer {
 		}
 	}
 	dir := t.TempDir()
-	s := &SSHServer{user: me.Username, hostKeys: map[string]string{}, packs: newPackCounter(t), log: &lockedBuffer{}}
+	s := &SSHServer{user: me.Username, hostKeys: map[string]string{}, packs: newPackCounter(t), log: &SyncBuffer{}}
 	var hostKeyLines []string
 	for _, typ := range []string{"ed25519", "ecdsa"} {
 		file := filepath.Join(dir, "ssh_host_"+typ+"_key")
@@ -220,7 +220,7 @@ func StartSSHAgent(t testing.TB, key SSHKey) string {
 	RequireSSHD(t)
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	cmd := exec.Command("ssh-agent", "-D", "-a", sock)
-	log := &lockedBuffer{}
+	log := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/reconciler"
+	"github.com/drover-dev/drover/testenv"
 )
 
 // fakeAPI serves the shapes of server/'s /api/v1 (GET status, history, events; POST
@@ -348,8 +349,8 @@ func TestCtlWatch(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
-	var errb syncBuffer
+	out := &testenv.SyncBuffer{}
+	var errb testenv.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- runCtl(ctx, "history", []string{"--watch", "--server", srv.URL}, out, &errb)
@@ -377,23 +378,6 @@ func TestCtlWatch(t *testing.T) {
 	if !strings.Contains(errb.String(), "reconnecting in") {
 		t.Errorf("stderr does not tell of the reconnection: %q", errb.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // BenchmarkCtlStatus is `drover status` end to end but for process start: flags, one

@@ -8,7 +8,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -105,7 +104,7 @@ func onTerminal(t *testing.T, args ...string) (int, string) {
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testenv.SyncBuffer
 	done := make(chan struct{})
 	go func() { io.Copy(&out, ptmx); close(done) }() // ends with EIO once tty is closed
 	code := run(args, tty, tty)
@@ -122,23 +121,6 @@ func lastFrame(out string) string {
 		return out
 	}
 	return out[locs[len(locs)-1][1]:]
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // The display's own rules, without a fleet: log lines go above the block, the block is
