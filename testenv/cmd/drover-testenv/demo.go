@@ -43,7 +43,7 @@ func runDemo(ctx context.Context, log *slog.Logger, args []string) error {
 	drover := fs.String("drover", "bin/drover", "the drover binary to run")
 	dir := fs.String("dir", ".cache/demo", "directory for the demo's repository and state")
 	consulPort := fs.Int("consul-port", 18500, "Consul HTTP port on 127.0.0.1 (0 picks a free one)")
-	listen := fs.String("listen", "127.0.0.1:7070", "drover's status address")
+	listen := fs.String("listen", "127.0.0.1:7070", "drover's dashboard and API address")
 	clean := fs.Bool("clean", false, "destroy the demo's VMs and remove its directory")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -93,9 +93,10 @@ func runDemo(ctx context.Context, log *slog.Logger, args []string) error {
 Drover demo
   fleet repository  %[1]s  (branch main, fleet.yaml)
   Consul UI         http://%[2]s/ui/dc1/services/%[3]s
-  drover status     http://%[4]s/status
+  dashboard         http://%[4]s/          (live; /metrics for Prometheus)
 
-Drover now boots %[3]s version 1.0.0 (2 VMs). In another terminal, watch the instances:
+Drover now boots %[3]s version 1.0.0 (2 VMs). In another terminal, watch it:
+  bin/drover status --server http://%[4]s        (or: bin/drover history --watch --server http://%[4]s)
   watch -n1 "curl -s 'http://%[2]s/v1/health/service/%[3]s?passing' | grep -o '\"version\": *\"[^\"]*\"'"
 
 Then commit version 2.0.0 and watch it roll out (blue-green, gated on /healthz):
