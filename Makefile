@@ -9,7 +9,7 @@ CACHE      ?= $(CURDIR)/.cache
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -X main.version=$(VERSION)
 # -p 1: the packages share one libvirtd and two cores; run their VM tests one package at a time.
-TEST_FLAGS ?= -count=1 -p 1 -timeout 45m
+TEST_FLAGS ?= -count=1 -p 1 -timeout 75m
 export DROVER_TESTENV_CACHE := $(CACHE)
 
 # Debian packages: QEMU and libvirt for the VMs, libvirt-dev and pkg-config for the cgo
@@ -18,13 +18,16 @@ export DROVER_TESTENV_CACHE := $(CACHE)
 # vagrant and vagrant-libvirt to check dist/drover.service and the Vagrantfile; nodejs to
 # check the fleet schema's patterns as editors (ECMA-262) read them; prometheus (promtool)
 # and chromium for the metrics and dashboard tests; iproute2 and dnsmasq-base for the
-# network tests (a bridge and DHCP inside a namespace the test makes).
+# network tests (a bridge and DHCP inside a namespace the test makes); ovmf for UEFI disk
+# boots; mmdebstrap, extlinux, fdisk and e2fsprogs for the Debian cloud-init test image,
+# syslinux and mtools for the tiny BIOS/UEFI test disk.
 APT_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu \
 	libvirt-clients libvirt-dev pkg-config busybox-static cpio util-linux gcc git ca-certificates \
 	openssh-server openssh-client gnupg \
 	systemd vagrant vagrant-libvirt nodejs \
 	prometheus chromium \
-	iproute2 dnsmasq-base
+	iproute2 dnsmasq-base \
+	ovmf mmdebstrap extlinux syslinux syslinux-common mtools fdisk e2fsprogs
 
 .PHONY: all build deps testenv test fuzz bench demo demo-clean vet clean FORCE
 

@@ -35,23 +35,63 @@ const (
 // format stated, on an image already known to name nothing. Its answer (bounded in
 // time, memory and output) is then checked again.
 func InspectGolden(ctx context.Context, qemuImg, path string) (format string, err error) {
+	g, err := InspectGoldenDisk(ctx, qemuImg, path)
+	return g.Format, err
+}
+
+// Golden is a golden disk InspectGolden accepted.
+type Golden struct {
+	Format      string // FormatRaw or FormatQCOW2
+	VirtualSize int64  // bytes, as the guest sees the disk
+}
+
+// InspectGoldenDisk is InspectGolden that also reports the disk's virtual size, which
+// a grown overlay (Spec.DiskSizeBytes) must not be below.
+func InspectGoldenDisk(ctx context.Context, qemuImg, path string) (Golden, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return "", fmt.Errorf("inspect disk image %s: %w", path, err)
+		return Golden{}, fmt.Errorf("inspect disk image %s: %w", path, err)
 	}
-	format, err = sniffFile(abs)
+	format, err := sniffFile(abs)
 	if err != nil {
-		return "", fmt.Errorf("inspect disk image %s: %w", path, err)
+		return Golden{}, fmt.Errorf("inspect disk image %s: %w", path, err)
 	}
 	// An absolute path never reads as a protocol ("nbd:", "json:") to qemu-img.
 	out, err := runQEMUImg(ctx, qemuImg, "info", "--output=json", "-f", format, abs)
 	if err != nil {
-		return "", fmt.Errorf("inspect disk image %s: %w", path, err)
+		return Golden{}, fmt.Errorf("inspect disk image %s: %w", path, err)
 	}
-	if err := checkInfo(out, format); err != nil {
-		return "", fmt.Errorf("inspect disk image %s: %w", path, err)
+	size, err := checkInfo(out, format)
+	if err != nil {
+		return Golden{}, fmt.Errorf("inspect disk image %s: %w", path, err)
 	}
-	return format, nil
+	return Golden{Format: format, VirtualSize: size}, nil
+}
+
+// OverlaySize is the virtual size to give the overlay of a VM made from spec over
+// golden: 0 (the golden disk's own) unless the spec grows it. A size below the golden
+// disk's is ErrInvalidSpec: shrinking would cut off the guest's filesystem.
+func OverlaySize(spec Spec, golden Golden) (int64, error) {
+	switch {
+	case spec.DiskSizeBytes == 0:
+		return 0, nil
+	case spec.DiskSizeBytes < golden.VirtualSize:
+		return 0, fmt.Errorf("%w: disk_size %s is below the golden disk's %s (%s): an overlay can grow a disk, never shrink it",
+			ErrInvalidSpec, FormatSize(spec.DiskSizeBytes), FormatSize(golden.VirtualSize), spec.Disk)
+	}
+	return spec.DiskSizeBytes, nil
+}
+
+// FormatSize spells a byte count in the fleet file's units (GiB, MiB) when exact, else
+// in bytes.
+func FormatSize(n int64) string {
+	switch {
+	case n > 0 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n > 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // sniffFile reads the header of the regular file at path and classifies it.
@@ -79,9 +119,10 @@ func sniffFile(path string) (string, error) {
 
 // checkInfo re-checks what qemu-img reports for an image opened as format: it must
 // agree on the format and name no other file.
-func checkInfo(out []byte, format string) error {
+func checkInfo(out []byte, format string) (virtualSize int64, err error) {
 	var info struct {
 		Format              string `json:"format"`
+		VirtualSize         int64  `json:"virtual-size"`
 		BackingFilename     string `json:"backing-filename"`
 		FullBackingFilename string `json:"full-backing-filename"`
 		FormatSpecific      struct {
@@ -91,18 +132,18 @@ func checkInfo(out []byte, format string) error {
 		} `json:"format-specific"`
 	}
 	if err := json.Unmarshal(out, &info); err != nil {
-		return fmt.Errorf("parse qemu-img info output: %w", err)
+		return 0, fmt.Errorf("parse qemu-img info output: %w", err)
 	}
 	if info.Format != format {
-		return fmt.Errorf("qemu-img reports format %q for an image read as %s", info.Format, format)
+		return 0, fmt.Errorf("qemu-img reports format %q for an image read as %s", info.Format, format)
 	}
 	if b := firstNonEmpty(info.FullBackingFilename, info.BackingFilename); b != "" {
-		return fmt.Errorf("%w: it has a backing file (%s); a golden image must be self-contained", ErrUnsafeImage, b)
+		return 0, fmt.Errorf("%w: it has a backing file (%s); a golden image must be self-contained", ErrUnsafeImage, b)
 	}
 	if df := info.FormatSpecific.Data.DataFile; df != "" {
-		return fmt.Errorf("%w: qcow2 with an external data file (%s); a golden image must be self-contained", ErrUnsafeImage, df)
+		return 0, fmt.Errorf("%w: qcow2 with an external data file (%s); a golden image must be self-contained", ErrUnsafeImage, df)
 	}
-	return nil
+	return info.VirtualSize, nil
 }
 
 func firstNonEmpty(s ...string) string {

@@ -26,11 +26,19 @@ const (
 // qemuImg, so the golden image is never written and a VM's disk costs only what the
 // guest changes. The backing format is spelled out so QEMU never probes the golden
 // image (a raw image could pose as qcow2); pass the format InspectGolden returned.
-func CreateOverlay(ctx context.Context, qemuImg, overlay, backing, backingFmt string) error {
+//
+// size, when not 0, is the overlay's virtual size (OverlaySize): the guest sees a bigger
+// disk whose new part costs nothing until written, and the golden image is still
+// never copied, whatever its size.
+func CreateOverlay(ctx context.Context, qemuImg, overlay, backing, backingFmt string, size int64) error {
 	if backingFmt != FormatRaw && backingFmt != FormatQCOW2 {
 		return fmt.Errorf("create overlay %s over %s: backing format %q: %w", overlay, backing, backingFmt, ErrUnsafeImage)
 	}
-	if _, err := runQEMUImg(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-F", backingFmt, "-b", backing, overlay); err != nil {
+	args := []string{"create", "-q", "-f", "qcow2", "-F", backingFmt, "-b", backing, overlay}
+	if size > 0 {
+		args = append(args, strconv.FormatInt(size, 10))
+	}
+	if _, err := runQEMUImg(ctx, qemuImg, args...); err != nil {
 		return fmt.Errorf("create overlay %s over %s: %w", overlay, backing, err)
 	}
 	return nil

@@ -51,7 +51,7 @@ func TestInspectGoldenAcceptsRawAndQCOW2(t *testing.T) {
 				t.Fatalf("InspectGolden(%s): want %s, got %q, %v", golden, format, got, err)
 			}
 			overlay := filepath.Join(dir, "overlay-"+format+".qcow2")
-			if err := hypervisor.CreateOverlay(ctx, "qemu-img", overlay, golden, got); err != nil {
+			if err := hypervisor.CreateOverlay(ctx, "qemu-img", overlay, golden, got, 0); err != nil {
 				t.Fatalf("CreateOverlay: %v", err)
 			}
 			// The overlay is not a golden image: it names its backing file.
@@ -161,7 +161,7 @@ func TestInspectGoldenRawLookalike(t *testing.T) {
 
 func TestCreateOverlayRefusesOtherFormats(t *testing.T) {
 	dir := t.TempDir()
-	err := hypervisor.CreateOverlay(t.Context(), "qemu-img", filepath.Join(dir, "o.qcow2"), filepath.Join(dir, "g.vmdk"), "vmdk")
+	err := hypervisor.CreateOverlay(t.Context(), "qemu-img", filepath.Join(dir, "o.qcow2"), filepath.Join(dir, "g.vmdk"), "vmdk", 0)
 	if !errors.Is(err, hypervisor.ErrUnsafeImage) {
 		t.Fatalf("CreateOverlay over vmdk: want ErrUnsafeImage, got %v", err)
 	}
@@ -227,7 +227,7 @@ func TestQEMUImgErrors(t *testing.T) {
 			return err
 		}, []string{"inspect disk image " + present, "qemu-img info"}},
 		{"overlay over a missing image", func() error {
-			return hypervisor.CreateOverlay(ctx, "qemu-img", filepath.Join(dir, "o.qcow2"), missing, "qcow2")
+			return hypervisor.CreateOverlay(ctx, "qemu-img", filepath.Join(dir, "o.qcow2"), missing, "qcow2", 0)
 		}, []string{"create overlay", "over " + missing, "qemu-img create"}},
 	}
 	for _, tt := range tests {

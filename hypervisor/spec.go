@@ -71,6 +71,23 @@ func (s Spec) Validate(networks ...string) error {
 			bad("%s %q: not a regular file", f.what, f.path)
 		}
 	}
+	switch s.Firmware {
+	case "", FirmwareBIOS:
+	case FirmwareUEFI:
+		if s.Kernel != "" || s.Disk == "" {
+			bad("firmware %q: only for a disk booted without a kernel", s.Firmware)
+		}
+	default:
+		bad("firmware %q: want %q or %q", s.Firmware, FirmwareBIOS, FirmwareUEFI)
+	}
+	if s.DiskSizeBytes < 0 {
+		bad("disk size %d: want 0 (the golden disk's) or more", s.DiskSizeBytes)
+	} else if s.DiskSizeBytes > 0 && s.Disk == "" {
+		bad("disk size without a disk")
+	}
+	if s.Seed != nil && len(s.Seed.MetaData) == 0 {
+		bad("cloud-init seed without meta-data")
+	}
 	if s.GuestPort < 1 || s.GuestPort > 65535 {
 		bad("guest port %d: want 1-65535", s.GuestPort)
 	}

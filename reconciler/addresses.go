@@ -279,8 +279,13 @@ func withNetwork(s hypervisor.Spec, svc sources.Service, addr netip.Prefix) hype
 	if s.Kernel != "" {
 		s.Cmdline = strings.TrimSpace(s.Cmdline + " " + s.Network.KernelIPArg())
 	}
-	if s.Seed != nil {
-		seed := *s.Seed
+	// A disk image learns its address from cloud-init's network-config, so it gets a
+	// seed even without cloud_init (withSeed adds the meta-data later).
+	if s.Kernel == "" || s.Seed != nil {
+		var seed hypervisor.Seed
+		if s.Seed != nil {
+			seed = *s.Seed
+		}
 		seed.NetworkConfig = s.Network.CloudInitNetworkConfig()
 		s.Seed = &seed
 	}

@@ -141,6 +141,25 @@ func TestStaticAddressSpec(t *testing.T) {
 	}
 }
 
+// A disk image without cloud_init still learns its static address: it gets a seed with
+// the network-config, and the meta-data names the address.
+func TestStaticAddressDiskImageGetsSeed(t *testing.T) {
+	s := staticSvc("web", "v1", 1, "198.18.0.10-198.18.0.13")
+	s.Image = sources.Image{Disk: &sources.Artifact{URL: "file:///d", SHA256: strings.Repeat("d", 64)}}
+	spec := withSeed(s, withNetwork(hypervisor.Spec{Name: "web-1", Disk: "/d", Network: hypervisor.Network{Mode: "bridge", Bridge: "br0"}},
+		s, netip.MustParsePrefix("198.18.0.12/24")))
+	if spec.Seed == nil {
+		t.Fatal("disk image with a static address: want a seed, got none")
+	}
+	if !strings.Contains(string(spec.Seed.NetworkConfig), `"198.18.0.12/24"`) || !strings.Contains(string(spec.Seed.MetaData), `"address":"198.18.0.12"`) || spec.Seed.UserData != nil {
+		t.Errorf("seed: want network-config and meta-data naming 198.18.0.12 and no user-data, got network-config %s meta-data %s user-data %q",
+			spec.Seed.NetworkConfig, spec.Seed.MetaData, spec.Seed.UserData)
+	}
+	if spec.Cmdline != "" {
+		t.Errorf("disk image: want no kernel ip= argument, got cmdline %q", spec.Cmdline)
+	}
+}
+
 func TestStaticAddressesTwoFleetsOnePool(t *testing.T) {
 	w, kv := newFakeWorld(), newMemKV()
 	ctx := context.Background()

@@ -172,8 +172,10 @@ func (r *Reconciler) rollout(ctx context.Context, log *slog.Logger, revision str
 		return r.removeNeverPassed(ctx, log, svc, sp.Pending)
 	}
 	var boot *createError
-	// A create cut by a lapsed leadership (or a signal) is no verdict on the revision.
-	verdict := (errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &boot) && len(created) > 0)) && !errors.Is(err, context.Canceled)
+	// A create cut by a lapsed leadership (or a signal) is no verdict on the revision. A
+	// spec the driver calls invalid (a disk_size below the golden disk) is one, even
+	// when no VM was created: the same spec would be refused on every pass.
+	verdict := (errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &boot) && (len(created) > 0 || errors.Is(err, hypervisor.ErrInvalidSpec)))) && !errors.Is(err, context.Canceled)
 	if !verdict {
 		// Not the revision's fault (say, libvirtd or Consul is down, or failed mid-way):
 		// an operational error. What was created stays, carrying its metadata, and the
@@ -325,6 +327,7 @@ func (r *Reconciler) createOne(ctx context.Context, log *slog.Logger, svc source
 	if err := ctx.Err(); err != nil {
 		return hypervisor.VM{}, err
 	}
+	spec = withSeed(svc, spec)
 	var vm hypervisor.VM
 	err := r.finish(ctx, func(ctx context.Context) error {
 		var err error
@@ -365,9 +368,12 @@ func (r *Reconciler) baseSpec(ctx context.Context, svc sources.Service, hash, re
 		CPUs:      svc.CPUs,
 		MemoryMiB: svc.MemoryMiB,
 		Cmdline:   svc.Image.Cmdline,
-		Network:   hypervisor.Network{Mode: svc.Network.Mode, Bridge: svc.Network.Bridge, Network: svc.Network.Network},
-		GuestPort: svc.Port,
-		Meta:      hypervisor.Metadata{Fleet: r.cfg.Fleet, Service: svc.Name, SpecHash: hash, Revision: revision, Version: svc.Version},
+		// Firmware matters only for a disk booted without a kernel; "" is BIOS.
+		Firmware:      firmware(svc.Image),
+		DiskSizeBytes: svc.Image.DiskSizeBytes,
+		Network:       hypervisor.Network{Mode: svc.Network.Mode, Bridge: svc.Network.Bridge, Network: svc.Network.Network},
+		GuestPort:     svc.Port,
+		Meta:          hypervisor.Metadata{Fleet: r.cfg.Fleet, Service: svc.Name, SpecHash: hash, Revision: revision, Version: svc.Version},
 	}
 	for _, img := range []struct {
 		artifact *sources.Artifact

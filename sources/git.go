@@ -400,7 +400,7 @@ func (g *Git) fleet(ctx context.Context, commit string) (*Fleet, error) {
 	if err != nil {
 		return nil, &RevisionError{Commit: commit, Err: err}
 	}
-	fleet, err := parseFiles(files)
+	fleet, err := parseFiles(files, treeCompanions{tree})
 	if err != nil {
 		return nil, &RevisionError{Commit: commit, Err: err}
 	}

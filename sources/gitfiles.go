@@ -61,7 +61,7 @@ func fleetFilesAt(tree *object.Tree, p string) ([]fleetFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Name, err)
 		}
-		files = append(files, fleetFile{name: f.Name, data: data})
+		files = append(files, fleetFile{name: f.Name, path: f.Name, data: data})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
 	return files, nil
@@ -106,4 +106,47 @@ func readBlob(f *object.File) ([]byte, error) {
 	}
 	defer r.Close()
 	return readFleetFile(r, f.Name)
+}
+
+// treeCompanions reads the files a fleet names from the commit's tree its fleet files
+// come from. Only regular blobs are read: a symlink (which git stores as a blob of its
+// target's name) or a submodule is refused, and a path through one is not found.
+type treeCompanions struct{ tree *object.Tree }
+
+func (c treeCompanions) display(p string) string { return p }
+
+func (c treeCompanions) entry(p string) (*object.File, error) {
+	entry, err := c.tree.FindEntry(p)
+	if err != nil {
+		return nil, errNoCompanion
+	}
+	switch entry.Mode {
+	case filemode.Regular, filemode.Executable:
+	case filemode.Symlink:
+		return nil, fmt.Errorf("a symlink, which is not followed")
+	default:
+		return nil, fmt.Errorf("not a regular file (git mode %s)", entry.Mode)
+	}
+	f, err := c.tree.TreeEntryFile(entry)
+	if err != nil {
+		return nil, err
+	}
+	f.Name = p
+	return f, nil
+}
+
+func (c treeCompanions) stat(p string) (int64, error) {
+	f, err := c.entry(p)
+	if err != nil {
+		return 0, err
+	}
+	return f.Size, nil
+}
+
+func (c treeCompanions) read(p string) ([]byte, error) {
+	f, err := c.entry(p)
+	if err != nil {
+		return nil, err
+	}
+	return readBlob(f)
 }

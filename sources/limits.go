@@ -40,6 +40,11 @@ const (
 	MaxCheckPathBytes = 1024
 	// MaxBridgeBytes bounds `network.bridge`: a Linux interface name (IFNAMSIZ - 1).
 	MaxBridgeBytes = 15
+	// MaxDiskSizeBytes bounds `image.disk_size`: 64 TiB, qcow2's practical ceiling and
+	// far above any one guest's disk here.
+	MaxDiskSizeBytes = 64 << 40
+	// MaxUserDataPathBytes bounds `cloud_init.user_data`, a path in the repository.
+	MaxUserDataPathBytes = 1024
 	// MaxNetworkBytes bounds `network.network`, a libvirt network name.
 	MaxNetworkBytes = 64
 

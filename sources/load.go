@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,6 +15,9 @@ import (
 // fleetFile is one file of a fleet, named as errors should name it.
 type fleetFile struct {
 	name string
+	// path is the file's clean slash path in its source, from which the files it names
+	// (cloud_init.user_data) are found.
+	path string
 	data []byte
 }
 
@@ -59,9 +63,10 @@ func readFleetFile(r io.Reader, name string) ([]byte, error) {
 }
 
 // parseFiles parses every file and merges their services in the given order, reporting
-// the errors of all files together. It checks the fleet's limits itself, so no caller
-// can hand it more than a fleet may hold.
-func parseFiles(files []fleetFile) (*Fleet, error) {
+// the errors of all files together, and reads the user-data files they name from src.
+// It checks the fleet's limits itself, the user-data files counted in them, so no
+// caller can hand it more than a fleet may hold.
+func parseFiles(files []fleetFile, src companions) (*Fleet, error) {
 	var budget fleetBudget
 	for _, file := range files {
 		if e := budget.add(file.name, int64(len(file.data))); e != nil {
@@ -70,9 +75,13 @@ func parseFiles(files []fleetFile) (*Fleet, error) {
 	}
 	f := &Fleet{Services: []Service{}}
 	var errs errorSet
+	seen := map[string][]byte{}
 	for _, file := range files {
 		part, partErrs := parseFile(file.name, file.data, MaxServices-len(f.Services))
 		errs.merge(partErrs)
+		if e := resolveUserData(part.Services, path.Dir(file.path), src, &budget, seen, &errs); e != nil {
+			return nil, Errors{e}
+		}
 		f.Services = append(f.Services, part.Services...)
 	}
 	for _, e := range checkDuplicates(f.Services) {
@@ -100,7 +109,13 @@ func LoadPath(name string) (*Fleet, error) {
 		return nil, fmt.Errorf("load fleet %s: %w", name, err)
 	}
 	if !info.IsDir() {
-		return load(os.DirFS(filepath.Dir(name)), filepath.Base(name), func(string) string { return name })
+		dir, base := filepath.Dir(name), filepath.Base(name)
+		return load(os.DirFS(dir), base, func(p string) string {
+			if p == base {
+				return name
+			}
+			return filepath.Join(dir, filepath.FromSlash(p))
+		})
 	}
 	return load(os.DirFS(name), ".", func(p string) string { return filepath.Join(name, filepath.FromSlash(p)) })
 }
@@ -119,7 +134,7 @@ func load(fsys fs.FS, name string, display func(string) string) (*Fleet, error) 
 		if err != nil {
 			return nil, err
 		}
-		return parseFiles([]fleetFile{file})
+		return parseFiles([]fleetFile{file}, fsCompanions{fsys, display})
 	}
 	entries, err := fs.ReadDir(fsys, name)
 	if err != nil {
@@ -154,7 +169,7 @@ func load(fsys fs.FS, name string, display func(string) string) (*Fleet, error) 
 		return nil, fmt.Errorf("load fleet directory %s: %w", display(name), ErrNoFleetFiles)
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].name < files[j].name })
-	return parseFiles(files)
+	return parseFiles(files, fsCompanions{fsys, display})
 }
 
 // measure adds a file to the budget. Only regular files are fleet files: a FIFO or a
@@ -181,5 +196,51 @@ func readOne(fsys fs.FS, p string, display func(string) string) (fleetFile, erro
 	if err != nil {
 		return fleetFile{}, fmt.Errorf("load fleet %s: %w", shown, err)
 	}
-	return fleetFile{name: shown, data: data}, nil
+	return fleetFile{name: shown, path: p, data: data}, nil
+}
+
+// fsCompanions reads the files a fleet names from the filesystem its fleet files come
+// from. No symlink is followed, on the way or at the end: a fleet names files of its
+// own repository, never /etc/shadow through a link.
+type fsCompanions struct {
+	fsys fs.FS
+	show func(string) string
+}
+
+func (c fsCompanions) display(p string) string { return c.show(p) }
+
+func (c fsCompanions) stat(p string) (int64, error) {
+	parts := strings.Split(p, "/")
+	for i := range parts {
+		q := path.Join(parts[:i+1]...)
+		info, err := fs.Lstat(c.fsys, q)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, errNoCompanion
+		}
+		if err != nil {
+			return 0, err
+		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			return 0, fmt.Errorf("%s is a symlink, which is not followed", c.show(q))
+		}
+		if i < len(parts)-1 && !info.IsDir() {
+			return 0, errNoCompanion
+		}
+		if i == len(parts)-1 {
+			if !info.Mode().IsRegular() {
+				return 0, fmt.Errorf("not a regular file (%s)", info.Mode().Type())
+			}
+			return info.Size(), nil
+		}
+	}
+	return 0, errNoCompanion
+}
+
+func (c fsCompanions) read(p string) ([]byte, error) {
+	f, err := c.fsys.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readFleetFile(f, c.show(p))
 }

@@ -248,7 +248,7 @@ func TestParseFilesLimits(t *testing.T) {
 		total = append(total, fleetFile{name: fmt.Sprintf("%d.yaml", i), data: make([]byte, MaxFleetFileBytes)})
 	}
 	for name, files := range map[string][]fleetFile{"big": big, "many": many, "total": total} {
-		_, err := parseFiles(files)
+		_, err := parseFiles(files, noCompanions{})
 		if !errors.Is(err, ErrFleetTooLarge) {
 			t.Errorf("parseFiles(%s) = %.200v, want ErrFleetTooLarge", name, err)
 		}

@@ -28,7 +28,7 @@ const (
 // Field names per block; the order is the order of the contract, used in messages.
 var (
 	topFields     = []string{"services"}
-	serviceFields = []string{"name", "version", "replicas", "cpus", "memory", "image", "network", "port", "check", "update", "chaos", "share_consul_service"}
+	serviceFields = []string{"name", "version", "replicas", "cpus", "memory", "image", "network", "port", "check", "update", "cloud_init", "chaos", "share_consul_service"}
 )
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
@@ -37,6 +37,11 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 // found is returned, as Errors; the fleet is nil unless there are none.
 func Parse(file string, data []byte) (*Fleet, error) {
 	f, errs := parseFile(file, data, MaxServices)
+	var budget fleetBudget
+	budget.add(file, int64(len(data)))
+	if e := resolveUserData(f.Services, ".", noCompanions{}, &budget, map[string][]byte{}, &errs); e != nil {
+		errs.add(e)
+	}
 	for _, e := range checkDuplicates(f.Services) {
 		errs.add(e)
 	}
@@ -212,6 +217,7 @@ func (p *parser) service(i int, n *yaml.Node) (Service, bool) {
 	if replicasOK {
 		p.poolBudget(b, s)
 	}
+	s.CloudInit = p.cloudInit(b)
 	s.Chaos = p.chaos(b)
 	if f, ok := b.get("share_consul_service"); ok {
 		s.ShareConsulService, _ = p.boolean(b, f, "share_consul_service")

@@ -3,14 +3,21 @@ package sources
 import (
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/drover-dev/drover/internal/redact"
 	"gopkg.in/yaml.v3"
 )
 
+// Values of `image.firmware`.
+const (
+	FirmwareBIOS = "bios"
+	FirmwareUEFI = "uefi"
+)
+
 var (
-	imageFields    = []string{"kernel", "initrd", "cmdline", "disk"}
+	imageFields    = []string{"kernel", "initrd", "cmdline", "disk", "firmware", "disk_size"}
 	artifactFields = []string{"url", "sha256"}
 	sha256RE       = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 )
@@ -48,7 +55,60 @@ func (p *parser) image(n *yaml.Node) Image {
 			p.errorf(f.key, "image.cmdline needs image.kernel")
 		}
 	}
+	if f, ok := b.get("firmware"); ok {
+		if v, ok := p.oneOf(b, f, "firmware", FirmwareBIOS, FirmwareUEFI); ok {
+			img.Firmware = v
+		}
+		if hasKernel {
+			// A kernel boot never runs the firmware's boot path, so the choice would
+			// silently mean nothing.
+			p.errorf(f.key, "image.firmware applies to a disk booted without a kernel; remove it or image.kernel")
+		} else if !hasDisk {
+			p.errorf(f.key, "image.firmware needs image.disk")
+		}
+	}
+	if img.Firmware == "" && hasDisk && !hasKernel {
+		img.Firmware = FirmwareBIOS
+	}
+	if f, ok := b.get("disk_size"); ok {
+		if v, ok := p.diskSize(f); ok {
+			img.DiskSizeBytes = v
+		}
+		if !hasDisk {
+			p.errorf(f.key, "image.disk_size needs image.disk")
+		}
+	}
 	return img
+}
+
+// diskSize reads `image.disk_size`, a size in MiB or GiB within [1MiB, MaxDiskSize].
+// Whether it is at least the golden disk's size is known only once the disk is fetched:
+// the driver refuses a smaller one (hypervisor.ErrInvalidSpec).
+func (p *parser) diskSize(f field) (int64, bool) {
+	n := f.val
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		p.errorf(n, "image.disk_size: want a size with unit MiB or GiB such as 512MiB or 20GiB, got %s", describe(n))
+		return 0, false
+	}
+	m := memoryRE.FindStringSubmatch(n.Value)
+	if m == nil {
+		p.errorf(n, "image.disk_size: want a size with unit MiB or GiB such as 512MiB or 20GiB, got %s", describe(n))
+		return 0, false
+	}
+	v, err := strconv.ParseInt(m[1], 10, 64)
+	unit := int64(1 << 20)
+	if m[2] == "GiB" {
+		unit = 1 << 30
+	}
+	if err != nil || v > MaxDiskSizeBytes/unit {
+		p.errorf(n, "image.disk_size %s is too large: at most %dGiB", rawExcerpt(n.Value), MaxDiskSizeBytes>>30)
+		return 0, false
+	}
+	if v == 0 {
+		p.errorf(n, "image.disk_size must be at least 1MiB, got %s", rawExcerpt(n.Value))
+		return 0, false
+	}
+	return v * unit, true
 }
 
 func (p *parser) artifact(n *yaml.Node, path string) *Artifact {

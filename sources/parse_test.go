@@ -88,7 +88,7 @@ func TestParseFull(t *testing.T) {
 		},
 		{
 			Name: "db", Version: "7", Replicas: 0, CPUs: 1, MemoryMiB: 512,
-			Image:   Image{Disk: &Artifact{URL: "http://127.0.0.1:8000/db.qcow2", SHA256: hexC}},
+			Image:   Image{Disk: &Artifact{URL: "http://127.0.0.1:8000/db.qcow2", SHA256: hexC}, Firmware: FirmwareBIOS},
 			Network: Network{Mode: "network", Network: "default"},
 			Port:    5432,
 			Check:   Check{TCP: true, Interval: DefaultCheckInterval, Timeout: DefaultCheckTimeout},
@@ -170,7 +170,7 @@ func TestParseDefaults(t *testing.T) {
 `,
 			want: Service{
 				Name: "web", Version: "v1", Replicas: 1, CPUs: 1, MemoryMiB: 256,
-				Image:   Image{Disk: &Artifact{URL: "https://h/d.qcow2", SHA256: hexA}},
+				Image:   Image{Disk: &Artifact{URL: "https://h/d.qcow2", SHA256: hexA}, Firmware: FirmwareBIOS},
 				Network: Network{Mode: "user"},
 				Port:    80,
 				Check:   Check{TCP: true, Interval: 500 * time.Millisecond, Timeout: 500 * time.Millisecond},
@@ -404,7 +404,7 @@ func TestParseErrors(t *testing.T) {
 			`f.yaml:2:5: services[0]: missing required field "port"`,
 			`f.yaml:2:5: services[0]: missing required field "check"`}},
 		{"unknown service field", svc("replica: 2"), []string{
-			`f.yaml:8:5: service web: unknown field "replica"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update, chaos, share_consul_service`}},
+			`f.yaml:8:5: service web: unknown field "replica"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update, cloud_init, chaos, share_consul_service`}},
 		{"unknown nested field", svc("check: {http: /, retries: 3}"), []string{
 			`f.yaml:7:22: service web: unknown field "check.retries"; allowed in check: http, tcp, interval, timeout`}},
 		{"unknown artifact field", svc(`image: {disk: {url: "file:///d", sha256: "` + hexA + `", size: 1}}`), []string{
@@ -724,7 +724,7 @@ func TestParseReportsEveryError(t *testing.T) {
 		`f.yaml:13:44: services[1]: update: max_surge and max_unavailable cannot both be 0: the rollout could never make progress`,
 		`f.yaml:14:12: services[1]: missing required field "chaos.interval"`,
 		`f.yaml:14:21: services[1]: chaos.window: want a daily UTC time range HH:MM-HH:MM such as 02:00-04:00, got string "2-4"`,
-		`f.yaml:15:5: services[1]: unknown field "colour"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update, chaos, share_consul_service`,
+		`f.yaml:15:5: services[1]: unknown field "colour"; allowed: name, version, replicas, cpus, memory, image, network, port, check, update, cloud_init, chaos, share_consul_service`,
 		`f.yaml:16:5: service web: missing required field "version"`,
 		`f.yaml:16:5: duplicate service name "web" (first declared at f.yaml:2:5)`,
 	}

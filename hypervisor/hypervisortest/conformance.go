@@ -52,6 +52,11 @@ type Images struct {
 	// outcome on GET /reach: "reached" if the peer sent the line "drover-reach", else
 	// "unreachable". Needed with RunsGuests.
 	Reach func(addr string) string
+	// Disk, when set, is a raw golden disk that boots without a kernel under both
+	// firmwares and, with RunsGuests, serves /healthz on GuestPort answering the
+	// firmware that booted it ("bios" or "uefi"); testenv.TinyDisk is one. Empty skips
+	// the disk boot checks.
+	Disk string
 }
 
 // Env is one driver on fresh state plus the hooks that look behind its back.
@@ -70,6 +75,9 @@ type Env struct {
 	// operator would with virsh edit or by restarting its QEMU by hand; the VM keeps
 	// Drover's metadata. Nil skips the drift check.
 	EditOutOfBand func(t *testing.T, name string)
+	// Disks lists the disks the hypervisor has attached to a VM (its live definition
+	// or QMP's query-block), for the disk boot checks.
+	Disks func(t *testing.T, name string) []AttachedDisk
 }
 
 // Harness says how to run the suite against one driver.
@@ -123,6 +131,7 @@ func Conformance(t *testing.T, h Harness) {
 	t.Run("DestroyRunning", s.destroyRunning)
 	t.Run("Drift", s.drift)
 	t.Run("UserNetworkCannotReachHost", s.userNetworkIsolated)
+	t.Run("DiskBoot", s.diskBoot)
 }
 
 type suite struct{ h Harness }

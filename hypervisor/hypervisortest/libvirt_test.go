@@ -84,7 +84,46 @@ func libvirtEnv(t *testing.T, uri string, kill func(t *testing.T, conn *golibvir
 		},
 		KillOutOfBand: func(t *testing.T, name string) { kill(t, conn, name) },
 		EditOutOfBand: func(t *testing.T, name string) { doubleMemory(t, conn, name) },
+		Disks:         func(t *testing.T, name string) []hypervisortest.AttachedDisk { return domainDisks(t, conn, name) },
 	}
+}
+
+// domainDisks are the file disks of a domain's live definition.
+func domainDisks(t *testing.T, conn *golibvirt.Connect, name string) []hypervisortest.AttachedDisk {
+	t.Helper()
+	dom, err := conn.LookupDomainByName(name)
+	if err != nil {
+		t.Fatalf("look up %s: %v", name, err)
+	}
+	defer dom.Free()
+	x, err := dom.GetXMLDesc(0)
+	if err != nil {
+		t.Fatalf("definition of %s: %v", name, err)
+	}
+	var def libvirtxml.Domain
+	if err := def.Unmarshal(x); err != nil {
+		t.Fatalf("parse definition of %s: %v", name, err)
+	}
+	var out []hypervisortest.AttachedDisk
+	for _, d := range def.Devices.Disks {
+		if d.Source != nil && d.Source.File != nil {
+			out = append(out, hypervisortest.AttachedDisk{File: d.Source.File.File, ReadOnly: d.ReadOnly != nil})
+		}
+	}
+	return out
+}
+
+// blankDisk is a sparse raw disk that boots nothing, for a driver that runs no guest.
+func blankDisk(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "blank.raw")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(p, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // doubleMemory is `virsh setmaxmem --config`: the persistent definition gets twice the
@@ -140,6 +179,7 @@ func TestConformanceLibvirtTestDriver(t *testing.T) {
 		Images: hypervisortest.Images{
 			Kernel: hypervisortest.Touch(t, dir, "vmlinuz"), Initrd: hypervisortest.Touch(t, dir, "initrd.cpio.gz"),
 			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort, Reach: testenv.GuestReach,
+			Disk: blankDisk(t, dir),
 		},
 		RunsGuests:  false,
 		Unavailable: testenv.Unavailable,
@@ -159,6 +199,7 @@ func TestConformanceLibvirtQEMU(t *testing.T) {
 		Images: hypervisortest.Images{
 			Kernel: imgs.Kernel.Path, Initrd: imgs.Initrd.Path,
 			Cmdline: testenv.GuestCmdline, GuestPort: testenv.GuestPort, Reach: testenv.GuestReach,
+			Disk: testenv.TinyDisk(t, imgs).Path,
 		},
 		RunsGuests:  true,
 		Unavailable: testenv.Unavailable,

@@ -29,6 +29,8 @@ type domainParams struct {
 	virtType   string // virtKVM or virtTCG
 	overlay    string // qcow2 overlay, when spec.Disk is set
 	backingFmt string // format of spec.Disk
+	seed       string // cloud-init seed volume, when spec.Seed is set
+	uefiVars   string // the VM's UEFI variable store, for a UEFI disk boot
 	consoleLog string
 	hostPort   int // user networking
 	meta       vmMetadata
@@ -68,21 +70,9 @@ func domainXML(p domainParams) (string, error) {
 	}
 	if spec.Kernel == "" {
 		dom.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
+		firmwareOS(p, dom.OS)
 	}
-	if spec.Disk != "" {
-		dom.Devices.Disks = []libvirtxml.DomainDisk{{
-			Device: "disk",
-			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
-			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: p.overlay}},
-			// Spelling out the backing image and its format means libvirt never
-			// probes the golden image's format.
-			BackingStore: &libvirtxml.DomainDiskBackingStore{
-				Format: &libvirtxml.DomainDiskFormat{Type: p.backingFmt},
-				Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: spec.Disk}},
-			},
-			Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
-		}}
-	}
+	dom.Devices.Disks = diskDevices(p)
 	switch spec.Network.Mode {
 	case hypervisor.NetworkUser:
 		// libvirt 9.0 has neither the passt backend nor <portForward>, so the

@@ -1,7 +1,9 @@
 package libvirt
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/cidata"
 )
 
 // drift compares a domain with what Create recorded in its metadata: the persistent
@@ -21,8 +24,14 @@ func (d *Driver) drift(dom *libvirt.Domain, name string, m vmMetadata, running b
 		return nil, nil
 	}
 	persistent, err := d.definitionDrift(dom, name, m, libvirt.DOMAIN_XML_INACTIVE)
-	if err != nil || !running {
-		return persistent, err
+	if err != nil {
+		return nil, err
+	}
+	// The seed's bytes are compared at every List, not cached with the definition:
+	// a file swapped on disk leaves the definition as it was.
+	persistent = append(persistent, seedFileDrift(m)...)
+	if !running {
+		return persistent, nil
 	}
 	live, err := d.definitionDrift(dom, name, m, 0)
 	if err != nil {
@@ -39,6 +48,7 @@ func (d *Driver) drift(dom *libvirt.Domain, name string, m vmMetadata, running b
 			out = append(out, s+" (definition only, from the next boot)")
 		}
 	}
+	live = append(live, seedFileDrift(m)...)
 	for _, s := range live {
 		if !slices.Contains(persistent, s) {
 			out = append(out, s+" (running vm only)")
@@ -193,6 +203,7 @@ func definitionDrift(m vmMetadata, def *libvirtxml.Domain, qemuArgs bool) []stri
 	if def.Devices != nil {
 		disks, ifaces = def.Devices.Disks, def.Devices.Interfaces
 	}
+	out = append(out, firmwareDrift(m, def.OS)...)
 	out = append(out, diskDrift(m, disks)...)
 	out = append(out, interfaceDrift(m, ifaces)...)
 
@@ -218,6 +229,24 @@ func definitionDrift(m vmMetadata, def *libvirtxml.Domain, qemuArgs bool) []stri
 func diskDrift(m vmMetadata, disks []libvirtxml.DomainDisk) []string {
 	var out []string
 	rest := slices.Clone(disks)
+	if m.Seed != "" {
+		i := slices.IndexFunc(rest, func(d libvirtxml.DomainDisk) bool { return diskSource(d.Source) == m.Seed })
+		if i < 0 {
+			i = slices.IndexFunc(rest, func(d libvirtxml.DomainDisk) bool { return d.Target != nil && d.Target.Dev == seedTargetDev })
+		}
+		switch {
+		case i < 0:
+			out = append(out, "seed detached: "+m.Seed)
+		default:
+			if src := diskSource(rest[i].Source); src != m.Seed {
+				out = append(out, fmt.Sprintf("seed: created as %s, now %s", m.Seed, orNone(src)))
+			}
+			if rest[i].ReadOnly == nil {
+				out = append(out, "seed: attached read-only, now writable")
+			}
+			rest = slices.Delete(rest, i, i+1)
+		}
+	}
 	if m.Overlay != "" {
 		i := slices.IndexFunc(rest, func(d libvirtxml.DomainDisk) bool { return diskSource(d.Source) == m.Overlay })
 		switch {
@@ -367,4 +396,46 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// seedFileDrift says whether the seed file still holds what Create wrote.
+func seedFileDrift(m vmMetadata) []string {
+	if m.Seed == "" || m.CreatedWith == nil || m.CreatedWith.SeedSHA256 == "" {
+		return nil
+	}
+	switch sum, err := cidata.Digest(m.Seed); {
+	case errors.Is(err, os.ErrNotExist):
+		return []string{"seed removed: " + m.Seed}
+	case err != nil:
+		return []string{fmt.Sprintf("seed %s: cannot be read to compare: %v", m.Seed, err)}
+	case sum != m.CreatedWith.SeedSHA256:
+		return []string{fmt.Sprintf("seed %s: content swapped since it was created", m.Seed)}
+	}
+	return nil
+}
+
+// firmwareDrift: a UEFI VM keeps OVMF and its own variable store; any other VM has no
+// loader of Drover's choosing.
+func firmwareDrift(m vmMetadata, dos *libvirtxml.DomainOS) []string {
+	var loader, nvram string
+	if dos != nil && dos.Loader != nil {
+		loader = dos.Loader.Path
+	}
+	if dos != nil && dos.NVRam != nil {
+		nvram = dos.NVRam.NVRam
+	}
+	if m.CreatedWith.Firmware != hypervisor.FirmwareUEFI {
+		if loader != "" {
+			return []string{"firmware: created with bios, now loader " + loader}
+		}
+		return nil
+	}
+	var out []string
+	if loader != hypervisor.OVMFCode {
+		out = append(out, fmt.Sprintf("firmware: created with uefi (%s), now loader %s", hypervisor.OVMFCode, orNone(loader)))
+	}
+	if nvram != m.UEFIVars {
+		out = append(out, fmt.Sprintf("firmware: uefi variable store created as %s, now %s", orNone(m.UEFIVars), orNone(nvram)))
+	}
+	return out
 }

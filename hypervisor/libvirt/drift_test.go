@@ -31,6 +31,15 @@ func driftParams(spec hypervisor.Spec) domainParams {
 		p.overlay, p.backingFmt = "/state/"+overlayName(spec.Name), "raw"
 		p.meta.Overlay = p.overlay
 	}
+	if spec.Seed != nil {
+		p.seed = "/state/" + seedName(spec.Name)
+		p.meta.Seed = p.seed
+	}
+	if spec.Firmware == hypervisor.FirmwareUEFI {
+		p.uefiVars = "/state/" + uefiVarsName(spec.Name)
+		p.meta.UEFIVars = p.uefiVars
+		p.meta.CreatedWith.Firmware = hypervisor.FirmwareUEFI
+	}
 	return p
 }
 
@@ -41,6 +50,14 @@ func TestDefinitionDrift(t *testing.T) {
 	bridge.Network = hypervisor.Network{Mode: hypervisor.NetworkBridge, Bridge: "br0", MAC: hypervisor.MACFor("drift-bridge"), Address: "198.18.0.10/24"}
 	network := hypervisortest.ValidSpec(t, "drift-net")
 	network.Network = hypervisor.Network{Mode: hypervisor.NetworkLibvirt, Network: "default"}
+
+	seeded := hypervisortest.ValidSpec(t, "drift-seed")
+	seeded.Kernel, seeded.Initrd, seeded.Cmdline = "", "", ""
+	seeded.Disk = user.Disk
+	seeded.Seed = &hypervisor.Seed{MetaData: []byte("{}")}
+
+	uefi := seeded
+	uefi.Name, uefi.Firmware = "drift-uefi", hypervisor.FirmwareUEFI
 
 	extraDisk := libvirtxml.DomainDisk{
 		Device: "disk",
@@ -60,6 +77,22 @@ func TestDefinitionDrift(t *testing.T) {
 		{"as created: user and disk", user, func(*libvirtxml.Domain) {}, nil},
 		{"as created: bridge", bridge, func(*libvirtxml.Domain) {}, nil},
 		{"as created: network", network, func(*libvirtxml.Domain) {}, nil},
+		{"as created: disk boot with a seed", seeded, func(*libvirtxml.Domain) {}, nil},
+		{"seed detached", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks = d.Devices.Disks[:1] },
+			[]string{"seed detached: /state/drift-seed.cidata.iso"}},
+		{"seed swapped", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks[1].Source.File.File = "/tmp/other.iso" },
+			[]string{"seed: created as /state/drift-seed.cidata.iso, now /tmp/other.iso"}},
+		{"as created: uefi", uefi, func(*libvirtxml.Domain) {}, nil},
+		{"uefi variable store swapped", uefi, func(d *libvirtxml.Domain) { d.OS.NVRam.NVRam = "/tmp/vars.fd" },
+			[]string{"firmware: uefi variable store created as /state/drift-uefi.uefi-vars.fd, now /tmp/vars.fd"}},
+		{"uefi loader removed", uefi, func(d *libvirtxml.Domain) { d.OS.Loader, d.OS.NVRam = nil, nil },
+			[]string{"firmware: created with uefi (" + hypervisor.OVMFCode + "), now loader none",
+				"firmware: uefi variable store created as /state/drift-uefi.uefi-vars.fd, now none"}},
+		{"loader added to a bios vm", seeded, func(d *libvirtxml.Domain) {
+			d.OS.Loader = &libvirtxml.DomainLoader{Path: "/tmp/evil.fd", Readonly: "yes", Type: "pflash"}
+		}, []string{"firmware: created with bios, now loader /tmp/evil.fd"}},
+		{"seed made writable", seeded, func(d *libvirtxml.Domain) { d.Devices.Disks[1].ReadOnly = nil },
+			[]string{"seed: attached read-only, now writable"}},
 		{"memory in KiB, as libvirt writes it, is no drift", user, func(d *libvirtxml.Domain) {
 			d.Memory = &libvirtxml.DomainMemory{Value: 128 * 1024, Unit: "KiB"}
 			d.CurrentMemory = &libvirtxml.DomainCurrentMemory{Value: 128 * 1024}

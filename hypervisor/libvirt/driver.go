@@ -206,6 +206,10 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	if err := d.checkAttachment(conn, spec.Network); err != nil {
 		return hypervisor.VM{}, err
 	}
+	golden, overlaySize, err := checkDisks(ctx, spec)
+	if err != nil {
+		return hypervisor.VM{}, err
+	}
 
 	made := &leftovers{log: log}
 	defer func() {
@@ -246,22 +250,12 @@ func (d *Driver) create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	p.meta.ConsoleLog = p.consoleLog
 	// No domain of this name exists, so files under its names are leftovers of a
 	// Drover that died mid-create.
-	made.files = append(made.files, p.consoleLog)
+	made.files = append(made.files, p.consoleLog,
+		filepath.Join(d.dir, seedName(spec.Name)), filepath.Join(d.dir, uefiVarsName(spec.Name)))
 	made.remove()
 
-	if spec.Disk != "" {
-		if p.backingFmt, err = hypervisor.InspectGolden(ctx, qemuImg, spec.Disk); err != nil {
-			return hypervisor.VM{}, err
-		}
-		p.overlay = filepath.Join(d.dir, overlayName(spec.Name))
-		p.meta.Overlay = p.overlay
-		made.files = append(made.files, p.overlay)
-		if err := hypervisor.CreateOverlay(ctx, qemuImg, p.overlay, spec.Disk, p.backingFmt); err != nil {
-			return hypervisor.VM{}, err
-		}
-		if err := d.protectOverlay(p.overlay); err != nil {
-			return hypervisor.VM{}, err
-		}
+	if err := d.makeFiles(ctx, &p, golden, overlaySize, made); err != nil {
+		return hypervisor.VM{}, err
 	}
 
 	user := spec.Network.Mode == hypervisor.NetworkUser
@@ -551,6 +545,7 @@ func (d *Driver) destroy(ctx context.Context, name string) error {
 	var errs []error
 	for _, f := range []struct{ path, want string }{
 		{meta.Overlay, overlayName(name)}, {meta.ConsoleLog, consoleLogName(name)},
+		{meta.Seed, seedName(name)}, {meta.UEFIVars, uefiVarsName(name)},
 	} {
 		if f.path == "" {
 			continue

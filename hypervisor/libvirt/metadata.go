@@ -34,8 +34,10 @@ type vmMetadata struct {
 	ConsoleLog  string   `xml:"console_log,omitempty"`
 	// MAC and Address are the NIC's MAC and static address (with prefix) on a bridge or
 	// libvirt network; Address is empty under DHCP.
-	MAC     string `xml:"mac,omitempty"`
-	Address string `xml:"address,omitempty"`
+	MAC      string `xml:"mac,omitempty"`
+	Address  string `xml:"address,omitempty"`
+	Seed     string `xml:"seed,omitempty"`      // cloud-init seed volume Drover created, if any
+	UEFIVars string `xml:"uefi_vars,omitempty"` // the VM's UEFI variable store, if any
 	// CreatedWith is what the definition held at Create, so List can tell a
 	// definition edited since. Domains created before it was recorded have none and
 	// report no drift.
@@ -53,6 +55,10 @@ type createdWith struct {
 	Disk      string `xml:"disk,omitempty"` // the golden image: the overlay's backing file
 	Bridge    string `xml:"bridge,omitempty"`
 	Network   string `xml:"network,omitempty"`
+	// Added with disk boots and cloud-init; empty (or 0) when unused.
+	Firmware      string `xml:"firmware,omitempty"`        // uefi, for a disk boot
+	DiskSizeBytes int64  `xml:"disk_size_bytes,omitempty"` // the overlay's grown size
+	SeedSHA256    string `xml:"seed_sha256,omitempty"`     // the seed's content as written
 }
 
 func encodeMetadata(m vmMetadata) (string, error) {

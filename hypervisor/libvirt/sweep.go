@@ -37,7 +37,8 @@ func (d *Driver) sweep(ctx context.Context) ([]string, error) {
 	}
 	files := map[string][]string{} // vm name → its leftover candidates
 	for _, e := range entries {
-		if name, ok := leftoverOf(e.Name()); ok && e.Type().IsRegular() {
+		// A seed's build directory (<vm>.cidata.iso.tmp-ws-*) is the one directory.
+		if name, ok := leftoverOf(e.Name()); ok && (e.Type().IsRegular() || e.IsDir() && strings.Contains(e.Name(), seedName("")+".tmp-ws-")) {
 			files[name] = append(files[name], e.Name())
 		}
 	}
@@ -104,10 +105,10 @@ func (d *Driver) sweepVM(ctx context.Context, name string, files []string) ([]st
 			errs = append(errs, err)
 			continue
 		}
-		if !fi.Mode().IsRegular() || d.now().Sub(fi.ModTime()) < sweepMinAge {
+		if !(fi.Mode().IsRegular() || fi.IsDir()) || d.now().Sub(fi.ModTime()) < sweepMinAge {
 			continue
 		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 			continue
 		}
@@ -117,10 +118,22 @@ func (d *Driver) sweepVM(ctx context.Context, name string, files []string) ([]st
 }
 
 // leftoverOf says which VM a state directory file would belong to, if it is named as
-// Create names the files it makes: <vm>.qcow2, <vm>.console.log, and the numbered
-// copies virtlogd rotates the log into.
+// Create names the files it makes: <vm>.qcow2, <vm>.cidata.iso, <vm>.uefi-vars.fd,
+// <vm>.console.log and the numbered copies virtlogd rotates the log into, and the
+// temporary files of a seed being written (<vm>.cidata.iso.tmp-*).
 func leftoverOf(file string) (string, bool) {
 	name, ok := strings.CutSuffix(file, overlayName(""))
+	if !ok {
+		name, ok = strings.CutSuffix(file, seedName(""))
+	}
+	if !ok {
+		name, ok = strings.CutSuffix(file, uefiVarsName(""))
+	}
+	if !ok {
+		if i := strings.Index(file, seedName("")+".tmp-"); i > 0 {
+			name, ok = file[:i], true
+		}
+	}
 	if !ok {
 		log := consoleLogName("")
 		i := strings.Index(file, log)

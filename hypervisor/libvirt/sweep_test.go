@@ -30,6 +30,12 @@ func TestLeftoverOf(t *testing.T) {
 		{".qcow2", "", false},
 		{"notes.txt", "", false},
 		{"-web.qcow2", "", false},
+		{"web-3f2a91c0-x1.cidata.iso", "web-3f2a91c0-x1", true},
+		{"web-3f2a91c0-x1.uefi-vars.fd", "web-3f2a91c0-x1", true},
+		{"web-3f2a91c0-x1.cidata.iso.tmp-123", "web-3f2a91c0-x1", true},
+		{"web-3f2a91c0-x1.cidata.iso.tmp-ws-456", "web-3f2a91c0-x1", true},
+		{"web.cidata.iso.bak", "", false},
+		{".cidata.iso.tmp-1", "", false},
 	}
 	for _, tt := range tests {
 		got, ok := leftoverOf(tt.file)
@@ -65,7 +71,7 @@ func TestSweep(t *testing.T) {
 	overlay := func(vm string, age time.Time) string {
 		t.Helper()
 		p := filepath.Join(d.dir, overlayName(vm))
-		if err := hypervisor.CreateOverlay(ctx, qemuImg, p, golden, "qcow2"); err != nil {
+		if err := hypervisor.CreateOverlay(ctx, qemuImg, p, golden, "qcow2", 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chtimes(p, age, age); err != nil {
@@ -76,6 +82,18 @@ func TestSweep(t *testing.T) {
 
 	// Killed after the overlay, before the define.
 	killedOverlay := overlay("sweep-killed", old)
+	// Killed while writing its cloud-init seed (a temporary file and go-diskfs's
+	// build directory), and after writing the seed and the UEFI variable store.
+	killedSeedTmp := file(seedName("sweep-seeding")+".tmp-1234", old)
+	killedSeedWS := filepath.Join(d.dir, seedName("sweep-seeding")+".tmp-ws-5678")
+	if err := os.MkdirAll(filepath.Join(killedSeedWS, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(killedSeedWS, old, old); err != nil {
+		t.Fatal(err)
+	}
+	killedSeed := file(seedName("sweep-seeded"), old)
+	killedVars := file(uefiVarsName("sweep-seeded"), old)
 	// Killed mid-Destroy: the domain is gone, a console log and its rotation stay.
 	killedLog := file(consoleLogName("sweep-gone"), old)
 	killedRot := file(consoleLogName("sweep-gone")+".1", old)
@@ -108,7 +126,7 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Sweep: %v", err)
 	}
-	want := []string{killedLog, killedRot, killedOverlay}
+	want := []string{killedLog, killedRot, killedOverlay, killedSeedTmp, killedSeedWS, killedSeed, killedVars}
 	slices.Sort(want)
 	slices.Sort(removed)
 	if !slices.Equal(removed, want) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/hypervisor"
+	"github.com/drover-dev/drover/hypervisor/cidata"
 	"github.com/drover-dev/drover/internal/atomicfile"
 )
 
@@ -70,6 +71,11 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		return hypervisor.VM{}, err
 	}
 
+	plan, err := d.checkDisks(ctx, spec)
+	if err != nil {
+		return hypervisor.VM{}, err
+	}
+
 	var ports []int
 	defer func() { d.ports.Release(ports...) }()
 	port := 0
@@ -110,6 +116,13 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 	rec.Args = d.args(p, spec, rec)
 	if spec.Disk != "" {
 		rec.CreatedWith.Overlay = p.overlay
+		rec.CreatedWith.DiskSizeBytes = plan.overlaySize
+		if spec.Kernel == "" && spec.Firmware == hypervisor.FirmwareUEFI {
+			rec.CreatedWith.Firmware = hypervisor.FirmwareUEFI
+		}
+	}
+	if spec.Seed != nil {
+		rec.CreatedWith.Seed = p.seed
 	}
 	if err := d.makeEntry(p, rec); err != nil {
 		return hypervisor.VM{}, err
@@ -143,21 +156,16 @@ func (d *Driver) Create(ctx context.Context, spec hypervisor.Spec) (_ hypervisor
 		}
 	}
 
-	if spec.Disk != "" {
-		// Only raw or a self-contained qcow2 (hypervisor.ErrUnsafeImage otherwise);
-		// its format is then stated to qemu-img and, through the overlay, to QEMU,
-		// which never probes it.
-		backingFmt, err := hypervisor.InspectGolden(ctx, d.qemuImg, spec.Disk)
-		if err != nil {
+	if err := d.makeDisks(ctx, p, spec, plan); err != nil {
+		return hypervisor.VM{}, err
+	}
+	if spec.Seed != nil {
+		// What was written, so a seed swapped on disk later is seen as drift.
+		if rec.CreatedWith.SeedSHA256, err = cidata.Digest(p.seed); err != nil {
 			return hypervisor.VM{}, err
 		}
-		if err := hypervisor.CreateOverlay(ctx, d.qemuImg, p.overlay, spec.Disk, backingFmt); err != nil {
+		if err := d.writeRecord(p, rec); err != nil {
 			return hypervisor.VM{}, err
-		}
-		// The overlay holds what the guest writes; QEMU runs as Drover's user here, so
-		// nobody else needs to read it (qemu-img leaves it to the umask).
-		if err := os.Chmod(p.overlay, 0o600); err != nil {
-			return hypervisor.VM{}, fmt.Errorf("create %s: overlay mode: %w", spec.Name, err)
 		}
 	}
 
@@ -313,10 +321,7 @@ func (d *Driver) args(p vmPaths, spec hypervisor.Spec, rec record) []string {
 			a = append(a, "-append", spec.Cmdline)
 		}
 	}
-	if spec.Disk != "" {
-		a = append(a, "-drive", "file="+optEscape(p.overlay)+",format=qcow2,if=virtio")
-	}
-	return a
+	return append(a, diskArgs(p, spec)...)
 }
 
 // netArgs are the NIC's arguments.

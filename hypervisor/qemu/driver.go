@@ -300,7 +300,7 @@ func (d *Driver) observe(ctx context.Context, rec record) hypervisor.VM {
 		// Gone without Drover stopping it: killed, or QEMU itself failed.
 		vm.State = hypervisor.StateCrashed
 	}
-	vm.Drift = drift(rec, pid)
+	vm.Drift = append(drift(rec, pid), d.seedDrift(ctx, p, rec, pid)...)
 	if pid > 0 && rec.Tap != "" {
 		vm.Drift = append(vm.Drift, tapDrift(rec)...)
 		if why := hypervisor.StaticAddressDrift(rec.MAC, rec.Address); why != "" {

@@ -77,6 +77,23 @@ func traces(d *Driver, name string) []string {
 // memory: the same command line otherwise, so the driver still finds and manages it.
 func restartWithMoreMemory(t *testing.T, name string) {
 	t.Helper()
+	restartWith(t, name, func(args []string) []string {
+		i := slices.Index(args, "-m")
+		if i < 0 || i+1 >= len(args) {
+			t.Fatalf("restart %s: no -m in %q", name, args)
+		}
+		mib, err := strconv.Atoi(strings.TrimSuffix(args[i+1], "M"))
+		if err != nil {
+			t.Fatalf("restart %s: -m %s: %v", name, args[i+1], err)
+		}
+		args[i+1] = strconv.Itoa(2*mib) + "M"
+		return args
+	})
+}
+
+// restartWith restarts a VM's QEMU by hand with its command line changed by edit.
+func restartWith(t *testing.T, name string, edit func([]string) []string) {
+	t.Helper()
 	pids := hypervisortest.QEMUProcesses(name)
 	if len(pids) != 1 {
 		t.Fatalf("restart %s: want one qemu process, got %v", name, pids)
@@ -85,16 +102,7 @@ func restartWithMoreMemory(t *testing.T, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
-	i := slices.Index(args, "-m")
-	if i < 0 || i+1 >= len(args) {
-		t.Fatalf("restart %s: no -m in %q", name, args)
-	}
-	mib, err := strconv.Atoi(strings.TrimSuffix(args[i+1], "M"))
-	if err != nil {
-		t.Fatalf("restart %s: -m %s: %v", name, args[i+1], err)
-	}
-	args[i+1] = strconv.Itoa(2*mib) + "M"
+	args := edit(strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00"))
 	hypervisortest.KillQEMU(t, name)
 	// Its pid file and socket are free once it is gone.
 	deadline := time.NewTimer(30 * time.Second)
@@ -128,7 +136,25 @@ func guestImages(t testing.TB) hypervisortest.Images {
 		Cmdline:   testenv.GuestCmdline,
 		GuestPort: testenv.GuestPort,
 		Reach:     testenv.GuestReach,
+		Disk:      testenv.TinyDisk(t, imgs).Path,
 	}
+}
+
+// attachedDisks asks the VM's QEMU which drives it has, as QMP reports them.
+func attachedDisks(t *testing.T, d *Driver, name string) []hypervisortest.AttachedDisk {
+	t.Helper()
+	blocks, err := queryBlock(t.Context(), d.paths(name).qmp)
+	if err != nil {
+		t.Fatalf("query-block of %s: %v", name, err)
+	}
+	var out []hypervisortest.AttachedDisk
+	for _, b := range blocks {
+		// The firmware's flash (pflash0, pflash1) is not a disk of the guest's.
+		if b.Inserted != nil && !strings.HasPrefix(b.Device, "pflash") {
+			out = append(out, hypervisortest.AttachedDisk{File: b.Inserted.File, ReadOnly: b.Inserted.RO})
+		}
+	}
+	return out
 }
 
 func TestConformance(t *testing.T) {
@@ -151,6 +177,7 @@ func TestConformance(t *testing.T) {
 				},
 				KillOutOfBand: hypervisortest.KillQEMU,
 				EditOutOfBand: restartWithMoreMemory,
+				Disks:         func(t *testing.T, name string) []hypervisortest.AttachedDisk { return attachedDisks(t, d, name) },
 			}
 		},
 		Images:      guestImages(t),

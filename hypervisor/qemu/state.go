@@ -60,6 +60,11 @@ type createdWith struct {
 	Cmdline   string `json:"cmdline,omitempty"`
 	Disk      string `json:"disk,omitempty"`    // the golden image: the overlay's backing file
 	Overlay   string `json:"overlay,omitempty"` // with Disk
+	// Added with disk boots and cloud-init; empty (or 0) when unused.
+	Firmware      string `json:"firmware,omitempty"`        // uefi, for a disk boot
+	DiskSizeBytes int64  `json:"disk_size_bytes,omitempty"` // the overlay's grown size
+	Seed          string `json:"seed,omitempty"`            // the cloud-init seed volume
+	SeedSHA256    string `json:"seed_sha256,omitempty"`     // its content as written
 }
 
 func (r record) meta() hypervisor.Metadata {
@@ -83,6 +88,8 @@ type vmPaths struct {
 	agent    string // the guest agent's socket, bridged VMs only
 	pid      string
 	overlay  string
+	seed     string // the cloud-init seed volume
+	uefiVars string // the VM's copy of OVMF's variable store
 	console  string
 	stopped  string // exists once Drover stopped the VM on purpose
 }
@@ -96,6 +103,8 @@ func (d *Driver) paths(name string) vmPaths {
 		agent:    filepath.Join(dir, "qga.sock"),
 		pid:      filepath.Join(dir, "qemu.pid"),
 		overlay:  filepath.Join(dir, "disk.qcow2"),
+		seed:     filepath.Join(dir, "seed.iso"),
+		uefiVars: filepath.Join(dir, "uefi-vars.fd"),
 		console:  filepath.Join(dir, "console.log"),
 		stopped:  filepath.Join(dir, "stopped"),
 	}

@@ -22,7 +22,8 @@ func runImages(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("images", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: drover-testenv images [-json] [-cache DIR]\n\n"+
-			"Builds Debian's cloud kernel and the healthy and unhealthy test initrds under\n"+
+			"Builds Debian's cloud kernel, the healthy and unhealthy test initrds and a\n"+
+			"bootable Debian 12 disk image with cloud-init (mmdebstrap, as root) under\n"+
 			"DIR/images, rebuilding only what is missing, and prints their paths and sha256s.\n\n")
 		fs.PrintDefaults()
 	}
@@ -45,16 +46,23 @@ func runImages(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
+	debian, err := testenv.BuildDebianImage(ctx, dir, log)
+	if err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(imgs)
+		return enc.Encode(struct {
+			testenv.GuestImages
+			Debian testenv.File
+		}{imgs, debian})
 	}
 	fmt.Printf("kernel_version %s\n", imgs.KernelVersion)
 	for _, f := range []struct {
 		name string
 		file testenv.File
-	}{{"kernel", imgs.Kernel}, {"initrd", imgs.Initrd}, {"unhealthy_initrd", imgs.UnhealthyInitrd}} {
+	}{{"kernel", imgs.Kernel}, {"initrd", imgs.Initrd}, {"unhealthy_initrd", imgs.UnhealthyInitrd}, {"debian", debian}} {
 		fmt.Printf("%s %s %s\n", f.name, f.file.Path, f.file.SHA256)
 	}
 	return nil
