@@ -18,7 +18,7 @@ import (
 
 const (
 	maxBody      = 64 << 10
-	maxReason    = 1024
+	maxReason    = 512 // the reconciler keeps no longer a suspension reason
 	maxHistory   = 10000
 	maxNameParam = 64
 )

@@ -371,6 +371,8 @@ func TestSchemaAgreesOnInputs(t *testing.T) {
 		{"static cidr", svc("network: {mode: bridge, bridge: br0, addresses: 198.18.0.0/24, prefix: 24}"), ok},
 		{"addresses malformed", svc("network: {mode: bridge, bridge: br0, addresses: 198.18.0.300-198.18.0.9, prefix: 24}"), bad},
 		{"prefix 33", svc("network: {mode: bridge, bridge: br0, addresses: 198.18.0.0/24, prefix: 33}"), bad},
+		{"prefix 0", svc("network: {mode: bridge, bridge: br0, addresses: 198.18.0.10-198.18.0.20, prefix: 0}"), bad},
+		{"four dns servers", svc("network: {mode: bridge, bridge: br0, addresses: 198.18.0.0/24, prefix: 24, dns: [198.18.0.1, 198.18.0.2, 198.18.0.3, 198.18.0.4]}"), bad},
 		{"gateway not an address", svc("network: {mode: bridge, bridge: br0, addresses: 198.18.0.0/24, prefix: 24, gateway: router}"), bad},
 		{"dns not a list", svc("network: {mode: bridge, bridge: br0, addresses: 198.18.0.0/24, prefix: 24, dns: 198.18.0.1}"), bad},
 	}

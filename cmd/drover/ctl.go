@@ -74,7 +74,11 @@ type ctlOptions struct {
 func (o *ctlOptions) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&o.server, "server", client.DefaultServer, "the running Drover's API: its --listen address as a URL")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the bearer token the Drover wants (its --listen-token-file)")
-	fs.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "bound on each request (to the Drover, and to Consul in the fallback)")
+	timeoutHelp := "bound on each request to the Drover"
+	if ctlCommands[cmd].fallback {
+		timeoutHelp += ", and to Consul in the fallback"
+	}
+	fs.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, timeoutHelp)
 	if ctlCommands[cmd].fallback {
 		fs.StringVar(&o.consul, "consul", "127.0.0.1:8500", "Consul agent HTTP address, used only when no Drover answers at --server\n"+
 			"(the token comes from CONSUL_HTTP_TOKEN)")

@@ -95,7 +95,8 @@ func progressCell(s reconciler.ServiceStatus) string {
 		return "-"
 	}
 	out := fmt.Sprintf("%d/%d", p.Passing, p.Wanted)
-	if !p.Started.IsZero() {
+	// Elapsed only while it rolls out: a converged service's VMs are merely old.
+	if !p.Started.IsZero() && s.Phase == reconciler.PhaseRollingOut {
 		out += " " + time.Since(p.Started).Round(time.Second).String()
 	}
 	return out

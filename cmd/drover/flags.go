@@ -75,9 +75,9 @@ func (o *options) register(fs *flag.FlagSet, withRun bool) {
 		"(default user "+sources.DefaultTokenUser+"); read again at every fetch, so a rotated token needs no restart")
 	fs.StringVar(&o.gitAuth.CAFile, "git-ca-file", "", "PEM file of CA certificates trusted for an https:// --repo, beside the system's")
 	fs.StringVar(&o.fleet, "fleet", "", "name of this fleet (lower-case letters, digits, '-'); drover manages only the VMs and\n"+
-		"Consul instances labelled with it. Default: a hash of --repo, --branch and --path.\n"+
+		"Consul instances labelled with it. Default: a hash of --repo, --ref (or --branch) and --path.\n"+
 		"Set it to keep a fleet's identity when its repository moves")
-	fs.StringVar(&o.driver, "driver", "libvirt", "hypervisor driver: libvirt (through libvirtd) or qemu (runs qemu-system-x86_64 itself; user networking only)")
+	fs.StringVar(&o.driver, "driver", "libvirt", "hypervisor driver: libvirt (through libvirtd) or qemu (runs qemu-system-x86_64 itself; user and bridge networking, not libvirt networks)")
 	fs.StringVar(&o.libvirtURI, "libvirt-uri", "qemu:///system", "libvirt connection URI (with --driver libvirt)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/drover", "directory for the git clone, the image cache and VM overlays")
 	fs.StringVar(&o.consul, "consul", "127.0.0.1:8500", "Consul agent HTTP address (the token comes from CONSUL_HTTP_TOKEN)")

@@ -93,6 +93,9 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Usage: drover validate [FILE|DIR]\n\nExit 0 if the fleet is valid; else print every error as file:line:col: message and exit 1.")
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
 		return exitUsage
 	}
 	if fs.NArg() > 1 {
