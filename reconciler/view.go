@@ -123,7 +123,7 @@ type Hold struct {
 	At       time.Time `json:"at"`
 }
 
-// Suspended says who suspended a service, when and why.
+// Suspended says when and why a service was suspended.
 type Suspended struct {
 	Reason string    `json:"reason,omitempty"`
 	At     time.Time `json:"at"`
