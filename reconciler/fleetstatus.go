@@ -45,11 +45,7 @@ func (r *Reconciler) fleetStatus(ctx context.Context, in statusInput) (FleetStat
 	if err != nil {
 		return out, fmt.Errorf("fleet status: consul instances: %w", err)
 	}
-	failed, err := r.failures(ctx)
-	if err != nil {
-		return out, fmt.Errorf("fleet status: %w", err)
-	}
-	suspended, err := r.suspensions(ctx)
+	failed, suspended, err := r.records(ctx)
 	if err != nil {
 		return out, fmt.Errorf("fleet status: %w", err)
 	}
@@ -167,4 +163,18 @@ func serviceStatus(svc sources.Service, revision string, vms []hypervisor.VM, by
 		st.Phase = PhaseRollingOut
 	}
 	return st
+}
+
+// records are what Consul keeps of the fleet besides its instances: the held
+// revisions and the suspensions, by service.
+func (r *Reconciler) records(ctx context.Context) (map[string]failure, map[string]Suspended, error) {
+	failed, err := r.failures(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	suspended, err := r.suspensions(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return failed, suspended, nil
 }

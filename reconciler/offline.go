@@ -91,11 +91,7 @@ func (o *Operator) offlineStatus(ctx context.Context) (FleetStatus, error) {
 	if err != nil {
 		return out, fmt.Errorf("fleet status: consul instances: %w", err)
 	}
-	failed, err := r.failures(ctx)
-	if err != nil {
-		return out, fmt.Errorf("fleet status: %w", err)
-	}
-	suspended, err := r.suspensions(ctx)
+	failed, suspended, err := r.records(ctx)
 	if err != nil {
 		return out, fmt.Errorf("fleet status: %w", err)
 	}
